@@ -1,0 +1,32 @@
+"""grit_fast: fast GRPO-GR (GRIT grounded reasoning) for vision-language models.
+
+The public API is listed in ``_PUBLIC`` (name -> module) and imported on first use, so that
+``import grit_fast`` stays light: it imports neither torch, triton nor transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from grit_fast._dispatch import FastPathUnavailable, backend
+from grit_fast._version import __version__
+
+_PUBLIC: dict[str, str] = {
+    "info": "grit_fast.info",
+}
+
+__all__ = ["FastPathUnavailable", "__version__", "backend", *_PUBLIC]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'grit_fast' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

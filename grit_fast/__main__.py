@@ -1,0 +1,3 @@
+from grit_fast.cli import main
+
+raise SystemExit(main())

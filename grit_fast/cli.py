@@ -1,0 +1,50 @@
+"""The ``grit-fast`` command. Each subcommand lives in its own module, imported only when run.
+
+A subcommand module provides ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from grit_fast._version import __version__
+
+# name -> (module, one-line help). Add a line here to add a subcommand.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("grit_fast.info", "show the version, the compiled core, Triton and each op's backend"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="grit-fast",
+        description="Fast GRPO-GR training, evaluation and pictures for grounded visual reasoning.",
+    )
+    parser.add_argument("--version", action="version", version=f"grit-fast {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, description=help_text).set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    # Parse once to find the subcommand, then let that module add its own arguments and parse again.
+    known, _ = parser.parse_known_args(argv)
+    if known.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[known.command][0])
+    sub = parser._subparsers._group_actions[0].choices[known.command]
+    module.add_arguments(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    return int(module.run(args) or 0)

@@ -1,0 +1,102 @@
+"""``grit-fast info``: what this install can do, and what each public op dispatches to."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.metadata
+import json
+import platform
+from typing import Any
+
+from grit_fast import _dispatch
+from grit_fast._version import __version__
+
+# Modules whose import registers ops in _dispatch.FAST_PATHS (kept light: no triton at import).
+_OP_MODULES: tuple[str, ...] = ()
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _triton_status(cuda: bool) -> str:
+    if not _dispatch.triton_installed():
+        return "not installed"
+    if cuda:
+        return "runs on the GPU"
+    if _dispatch.triton_interpreter():
+        return "runs on CPU tensors through its interpreter (TRITON_INTERPRET=1)"
+    return "installed, but cannot run here (no GPU; set TRITON_INTERPRET=1 for the CPU interpreter)"
+
+
+def info() -> dict[str, Any]:
+    """A dict describing this install: versions, the compiled core, Triton, and each op's backend."""
+    import torch
+
+    for module in _OP_MODULES:
+        importlib.import_module(module)
+    compiled = _dispatch.compiled_module()
+    cuda = torch.cuda.is_available()
+    return {
+        "grit_fast": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "compiled_core": {
+            "available": compiled is not None,
+            "threads": compiled.default_num_threads() if compiled else None,
+            "build": compiled.build_info() if compiled else None,
+            "error": _dispatch.compiled_error(),
+        },
+        "triton": {"version": _package_version("triton"), "status": _triton_status(cuda)},
+        "torch": {
+            "version": torch.__version__,
+            "cuda_build": torch.version.cuda,
+            "cuda_available": cuda,
+            "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        },
+        "transformers": _package_version("transformers"),
+        "backend_mode": _dispatch.mode(),
+        "ops": {
+            op: {"cpu": _dispatch.describe(op, "cpu"), "cuda": _dispatch.describe(op, "cuda")}
+            for op in sorted(_dispatch.FAST_PATHS)
+        },
+    }
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = info()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    core = report["compiled_core"]
+    lines = [
+        f"grit-fast     {report['grit_fast']}  (Python {report['python']}, {report['platform']})",
+        "compiled core "
+        + (
+            f"yes, {core['threads']} threads by default ({core['build']['compiler']})"
+            if core["available"]
+            else f"NO - {core['error']}"
+        ),
+        f"triton        {report['triton']['version'] or '-'}: {report['triton']['status']}",
+        f"torch         {report['torch']['version']} (CUDA build {report['torch']['cuda_build']}, "
+        f"device {report['torch']['device']})",
+        f"transformers  {report['transformers'] or 'not installed'}",
+        f"backend mode  {report['backend_mode']} (GRIT_FAST_BACKEND)",
+    ]
+    if report["ops"]:
+        width = max(len(op) for op in report["ops"])
+        lines.append("ops           CPU tensors | CUDA tensors")
+        lines += [
+            f"  {op:<{width}}  {where['cpu']} | {where['cuda']}"
+            for op, where in report["ops"].items()
+        ]
+    print("\n".join(lines))
+    return 0
