@@ -14,6 +14,11 @@ from grit_fast._version import __version__
 
 _PUBLIC: dict[str, str] = {
     "info": "grit_fast.info",
+    # trace parsing, rewards, judges
+    # geometry and coordinates
+    # training (config, data, models, trainer)
+    # evaluation and pictures
+    # demo and synthetic data
 }
 
 __all__ = ["FastPathUnavailable", "__version__", "backend", *_PUBLIC]

@@ -38,7 +38,12 @@ MODES = ("auto", "reference", "fast")
 BACKEND_ENV = "GRIT_FAST_BACKEND"
 
 # Every public op with a fast path, and the kind of that path. One line per op.
-FAST_PATHS: dict[str, str] = {}
+FAST_PATHS: dict[str, str] = {
+    # trace parsing and rewards (grit_fast.rewards)
+    # geometry and coordinates (grit_fast.rewards.geometry)
+    # loss ops (grit_fast.ops)
+    # fused linear ops (grit_fast.ops.fused_linear)
+}
 
 _mode_override: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "grit_fast_backend", default=None

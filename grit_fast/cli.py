@@ -15,6 +15,9 @@ from grit_fast._version import __version__
 # name -> (module, one-line help). Add a line here to add a subcommand.
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("grit_fast.info", "show the version, the compiled core, Triton and each op's backend"),
+    # training
+    # evaluation and pictures
+    # demo and synthetic data
 }
 
 

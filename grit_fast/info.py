@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.metadata
 import json
 import platform
@@ -11,9 +10,6 @@ from typing import Any
 
 from grit_fast import _dispatch
 from grit_fast._version import __version__
-
-# Modules whose import registers ops in _dispatch.FAST_PATHS (kept light: no triton at import).
-_OP_MODULES: tuple[str, ...] = ()
 
 
 def _package_version(name: str) -> str | None:
@@ -37,8 +33,6 @@ def info() -> dict[str, Any]:
     """A dict describing this install: versions, the compiled core, Triton, and each op's backend."""
     import torch
 
-    for module in _OP_MODULES:
-        importlib.import_module(module)
     compiled = _dispatch.compiled_module()
     cuda = torch.cuda.is_available()
     return {
