@@ -1,0 +1,1 @@
+"""Command-line subcommands of grit-fast: each module has add_arguments(parser) and run(args)."""

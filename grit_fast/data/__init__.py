@@ -1,0 +1,1 @@
+"""Data: GRIT JSONL records and images, and synthetic grounded data for the demo."""
