@@ -7,6 +7,249 @@
 
 namespace py = pybind11;
 
+// ---- trace & rewards ----
+#include <pybind11/numpy.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "rewards.hpp"
+#include "trace.hpp"
+#include "unicode.hpp"
+
+namespace trace_rewards_bindings {
+
+using I64Array = py::array_t<std::int64_t>;
+using F64Array = py::array_t<double>;
+
+// The UTF-8 bytes of a list of str, kept alive for a GIL-free section. A str holding lone
+// surrogates (which strict UTF-8 cannot encode) is encoded with "surrogatepass".
+struct Utf8Batch {
+  std::vector<py::object> keep;
+  std::vector<std::string_view> views;
+};
+
+Utf8Batch utf8_batch(const py::handle& seq, const char* name) {
+  if (!PyList_Check(seq.ptr()))
+    throw py::type_error(std::string(name) + " must be a list of str, got " +
+                         std::string(py::str(py::type::handle_of(seq).attr("__name__"))));
+  Utf8Batch batch;
+  const Py_ssize_t n = PyList_GET_SIZE(seq.ptr());
+  batch.keep.reserve(static_cast<std::size_t>(n));
+  batch.views.reserve(static_cast<std::size_t>(n));
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* item = PyList_GET_ITEM(seq.ptr(), i);
+    if (!PyUnicode_Check(item))
+      throw py::type_error(std::string(name) + "[" + std::to_string(i) + "] must be a str, got " +
+                           Py_TYPE(item)->tp_name);
+    Py_ssize_t size = 0;
+    const char* data = PyUnicode_AsUTF8AndSize(item, &size);
+    if (data != nullptr) {
+      batch.keep.push_back(py::reinterpret_borrow<py::object>(item));
+    } else {
+      PyErr_Clear();
+      PyObject* bytes = PyUnicode_AsEncodedString(item, "utf-8", "surrogatepass");
+      if (bytes == nullptr) throw py::error_already_set();
+      batch.keep.push_back(py::reinterpret_steal<py::object>(bytes));
+      data = PyBytes_AS_STRING(bytes);
+      size = PyBytes_GET_SIZE(bytes);
+    }
+    batch.views.emplace_back(data, static_cast<std::size_t>(size));
+  }
+  return batch;
+}
+
+py::object span_or_none(const grit::CharSpan& s) {
+  if (s.begin < 0) return py::none();
+  return py::make_tuple(s.begin, s.end);
+}
+
+py::tuple boxes_to_python(const std::vector<grit::ParsedBox>& boxes, bool with_labels) {
+  const auto k = static_cast<py::ssize_t>(boxes.size());
+  F64Array coords({k, py::ssize_t{4}});
+  I64Array spans({k, py::ssize_t{2}});
+  I64Array labels({k, py::ssize_t{2}});
+  auto c = coords.mutable_unchecked<2>();
+  auto s = spans.mutable_unchecked<2>();
+  auto l = labels.mutable_unchecked<2>();
+  for (py::ssize_t i = 0; i < k; ++i) {
+    const auto& b = boxes[static_cast<std::size_t>(i)];
+    for (py::ssize_t j = 0; j < 4; ++j) c(i, j) = b.coords[j];
+    s(i, 0) = b.span.begin;
+    s(i, 1) = b.span.end;
+    l(i, 0) = b.label.begin;
+    l(i, 1) = b.label.end;
+  }
+  if (with_labels) return py::make_tuple(coords, spans, labels);
+  return py::make_tuple(coords, spans);
+}
+
+py::list parse_traces(const py::handle& texts, int num_threads) {
+  const Utf8Batch batch = utf8_batch(texts, "texts");
+  std::vector<grit::ParsedTrace> parsed(batch.views.size());
+  {
+    py::gil_scoped_release release;
+    grit::parallel_for(parsed.size(), num_threads,
+                       [&](std::size_t i) { parsed[i] = grit::parse_trace(batch.views[i]); });
+  }
+  py::list out(parsed.size());
+  for (std::size_t i = 0; i < parsed.size(); ++i) {
+    const auto& t = parsed[i];
+    py::list counts, first;
+    for (std::size_t k = 0; k < grit::kTags.size(); ++k) {
+      counts.append(t.tag_counts[k]);
+      first.append(t.tag_first[k]);
+    }
+    out[i] = py::make_tuple(span_or_none(t.think), span_or_none(t.rethink),
+                            span_or_none(t.answer), boxes_to_python(t.boxes, true),
+                            boxes_to_python(t.answer_boxes, false), counts, first,
+                            t.official_box_count);
+  }
+  return out;
+}
+
+// A C-contiguous int64 1-D array, or a TypeError naming `name`.
+I64Array int64_vector(const py::handle& obj, const char* name) {
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(name) + " must be a numpy int64 array");
+  auto arr = py::reinterpret_borrow<py::array>(obj);
+  if (!arr.dtype().is(py::dtype::of<std::int64_t>()) || arr.ndim() != 1 ||
+      !(arr.flags() & py::array::c_style))
+    throw py::type_error(std::string(name) + " must be a C-contiguous 1-D int64 array");
+  return py::reinterpret_borrow<I64Array>(obj);
+}
+
+py::tuple score_rewards(const py::handle& completions, const py::handle& answers,
+                        const py::handle& datasets, const py::handle& ids_flat,
+                        const py::handle& ids_offsets, const std::string& preset,
+                        const py::handle& pad_token_id, std::int64_t int_max_str_digits,
+                        int num_threads) {
+  const bool official = preset == "official";
+  if (!official && preset != "paper")
+    throw py::value_error("preset must be 'official' or 'paper', got '" + preset + "'");
+  const Utf8Batch texts = utf8_batch(completions, "completions");
+  const Utf8Batch gts = utf8_batch(answers, "answers");
+  const Utf8Batch names = utf8_batch(datasets, "datasets");
+  const std::size_t n = texts.views.size();
+  if (gts.views.size() != n || names.views.size() != n)
+    throw py::value_error("completions, answers and datasets have lengths " + std::to_string(n) +
+                          ", " + std::to_string(gts.views.size()) + " and " +
+                          std::to_string(names.views.size()) + "; expected equal lengths");
+  const bool has_ids = !ids_flat.is_none();
+  I64Array flat, offsets;
+  if (has_ids) {
+    flat = int64_vector(ids_flat, "ids_flat");
+    offsets = int64_vector(ids_offsets, "ids_offsets");
+    if (static_cast<std::size_t>(offsets.size()) != n + 1)
+      throw py::value_error("ids_offsets has " + std::to_string(offsets.size()) +
+                            " entries, expected len(completions) + 1 = " + std::to_string(n + 1));
+    const std::int64_t* o = offsets.data();
+    if (o[0] != 0 || o[n] != flat.size())
+      throw py::value_error("ids_offsets must start at 0 and end at len(ids_flat)");
+    for (std::size_t i = 0; i < n; ++i)
+      if (o[i + 1] < o[i]) throw py::value_error("ids_offsets must be non-decreasing");
+  } else if (!ids_offsets.is_none()) {
+    throw py::value_error("ids_offsets given without ids_flat");
+  }
+  const bool has_pad = !pad_token_id.is_none();
+  const std::int64_t pad = has_pad ? pad_token_id.cast<std::int64_t>() : 0;
+
+  const char* const official_names[] = {"answer_accuracy",  "answer_bleu", "answer_format",
+                                        "repetition",       "grounding_format", "think_format"};
+  const char* const paper_names[] = {"format", "count", "answer_accuracy", "answer_bleu"};
+  const std::size_t num_components = official ? 6 : 4;
+  std::vector<F64Array> arrays;
+  std::vector<double*> cols;
+  for (std::size_t k = 0; k < num_components; ++k) {
+    arrays.emplace_back(static_cast<py::ssize_t>(n));
+    cols.push_back(arrays.back().mutable_data());
+  }
+  std::vector<grit::JudgeRequest> requests(n);
+  std::vector<std::int64_t> char_begin(n), char_end(n);
+  {
+    py::gil_scoped_release release;
+    const std::int64_t* ids = has_ids ? flat.data() : nullptr;
+    const std::int64_t* o = has_ids ? offsets.data() : nullptr;
+    grit::parallel_for(n, num_threads, [&](std::size_t i) {
+      grit::RewardInput in;
+      in.completion = texts.views[i];
+      in.answer = gts.views[i];
+      in.dataset = names.views[i];
+      in.has_ids = has_ids;
+      if (has_ids) {
+        in.ids = ids + o[i];
+        in.num_ids = static_cast<std::size_t>(o[i + 1] - o[i]);
+      }
+      in.has_pad = has_pad;
+      in.pad_token_id = pad;
+      in.int_max_str_digits = int_max_str_digits;
+      if (official) {
+        const grit::OfficialRewards r = grit::official_rewards(in);
+        cols[0][i] = 0.0;
+        cols[1][i] = r.answer_bleu;
+        cols[2][i] = r.answer_format;
+        cols[3][i] = r.repetition;
+        cols[4][i] = r.grounding_format;
+        cols[5][i] = r.think_format;
+      } else {
+        const grit::PaperRewards r = grit::paper_rewards(in);
+        cols[0][i] = r.format;
+        cols[1][i] = r.count;
+        cols[2][i] = 0.0;
+        cols[3][i] = r.answer_bleu;
+      }
+      requests[i] = grit::judge_request(in.completion, in.dataset);
+      if (requests[i].needed) {
+        grit::unicode::CharIndex chars(in.completion);
+        char_begin[i] = chars(requests[i].begin);
+        char_end[i] = chars(requests[i].end);
+      }
+    });
+  }
+  py::dict components;
+  for (std::size_t k = 0; k < num_components; ++k)
+    components[official ? official_names[k] : paper_names[k]] = arrays[k];
+  std::size_t judged = 0;
+  for (const auto& r : requests) judged += r.needed;
+  I64Array index(static_cast<py::ssize_t>(judged));
+  I64Array spans({static_cast<py::ssize_t>(judged), py::ssize_t{2}});
+  auto idx = index.mutable_unchecked<1>();
+  auto sp = spans.mutable_unchecked<2>();
+  py::ssize_t j = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (!requests[i].needed) continue;
+    idx(j) = static_cast<std::int64_t>(i);
+    sp(j, 0) = char_begin[i];
+    sp(j, 1) = char_end[i];
+    ++j;
+  }
+  return py::make_tuple(components, index, spans);
+}
+
+void bind(py::module_& m) {
+  m.attr("unicode_version") = grit::unicode::kUnicodeVersion;
+  m.def("parse_traces", &parse_traces, py::arg("texts"), py::arg("num_threads") = 0,
+        "Parse a list of completions (GIL released). Per text: (think, rethink, answer) character "
+        "spans or None, (boxes (K,4), spans (K,2), label spans (K,2)), (answer boxes, spans), "
+        "tag counts, tag first byte offsets, official box count.");
+  m.def("score_rewards", &score_rewards, py::arg("completions"), py::arg("answers"),
+        py::arg("datasets"), py::arg("ids_flat"), py::arg("ids_offsets"), py::arg("preset"),
+        py::arg("pad_token_id"), py::arg("int_max_str_digits"), py::arg("num_threads") = 0,
+        "Judge-free reward components of a preset (GIL released): (components dict of float64 "
+        "(N,), judge_index int64 (J,), predicted-answer character spans int64 (J, 2)).");
+  m.def("bleu1", [](const std::string& reference, const std::string& hypothesis) {
+    return grit::bleu1(reference, hypothesis);
+  }, "BLEU-1 of two texts after the official normalisation (for tests).");
+  m.def("python_int", [](const std::string& text, std::int64_t max_str_digits) {
+    return grit::python_int(text, max_str_digits);
+  }, "Python's int(text) as int64 (saturated), or None where int() raises (for tests).");
+}
+
+}  // namespace trace_rewards_bindings
+// ---- end trace & rewards ----
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "grit_fast's compiled core (private: use the grit_fast package).";
   m.attr("__version__") = GRIT_FAST_VERSION;
@@ -23,4 +266,5 @@ PYBIND11_MODULE(_C, m) {
 #endif
     return info;
   }, "Compiler and flags the extension was built with.");
+  trace_rewards_bindings::bind(m);  // ---- trace & rewards ----
 }

@@ -7,3 +7,34 @@ def default_num_threads() -> int:
 
 def build_info() -> dict[str, object]:
     """Compiler and flags the extension was built with."""
+
+# ---- trace & rewards ----
+import numpy as np
+
+unicode_version: str
+
+def parse_traces(texts: list[str], num_threads: int = 0) -> list[tuple]:
+    """Per text: (think, rethink, answer) character spans or None, (boxes (K,4) float64, spans (K,2)
+    int64, label spans (K,2) int64, -1 when unlabelled), (answer boxes (M,4), answer spans (M,2)),
+    tag counts [6], first byte offset of each tag or -1 [6], official box count. GIL released."""
+
+def score_rewards(
+    completions: list[str],
+    answers: list[str],
+    datasets: list[str],
+    ids_flat: np.ndarray | None,
+    ids_offsets: np.ndarray | None,
+    preset: str,
+    pad_token_id: int | None,
+    int_max_str_digits: int,
+    num_threads: int = 0,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """Judge-free components of preset 'official' or 'paper' (answer_accuracy left at 0), the
+    indices (J,) the judge must score and their predicted-answer character spans (J, 2). GIL released."""
+
+def bleu1(reference: str, hypothesis: str) -> float:
+    """NLTK sentence BLEU-1 (no smoothing) of two texts after the official normalisation."""
+
+def python_int(text: str, max_str_digits: int) -> int | None:
+    """Python's int(text) (saturated to about 2**62), or None where int() raises ValueError."""
+# ---- end trace & rewards ----

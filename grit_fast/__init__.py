@@ -15,6 +15,12 @@ from grit_fast._version import __version__
 _PUBLIC: dict[str, str] = {
     "info": "grit_fast.info",
     # trace parsing, rewards, judges
+    "parse_trace": "grit_fast.rewards",
+    "parse_traces": "grit_fast.rewards",
+    "Trace": "grit_fast.rewards",
+    "RewardScorer": "grit_fast.rewards",
+    "RewardBatch": "grit_fast.rewards",
+    "RuleJudge": "grit_fast.rewards",
     # geometry and coordinates
     # training (config, data, models, trainer)
     # evaluation and pictures

@@ -40,8 +40,14 @@ BACKEND_ENV = "GRIT_FAST_BACKEND"
 # Every public op with a fast path, and the kind of that path. One line per op.
 FAST_PATHS: dict[str, str] = {
     # trace parsing and rewards (grit_fast.rewards)
+    "parse_traces": COMPILED,
+    "score_rewards": COMPILED,
     # geometry and coordinates (grit_fast.rewards.geometry)
     # loss ops (grit_fast.ops)
+    "group_advantages": TRITON,
+    "grpo_loss": TRITON,
+    "selective_log_softmax": TRITON,
+    "grpo_loss_from_logits": TRITON,
     # fused linear ops (grit_fast.ops.fused_linear)
 }
 

@@ -1,0 +1,289 @@
+// Reward components. Floating-point expressions keep the released Python code's order of operations
+// so that results are bit-identical (same libm log/exp, same correctly rounded divisions).
+#include "rewards.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "trace.hpp"
+#include "unicode.hpp"
+
+namespace grit {
+namespace {
+
+constexpr std::size_t npos = std::string_view::npos;
+constexpr double kBleuWeight = 0.1;
+
+// Words of the BLEU normalisation: after [^a-zA-Z0-9\s] -> ' ', every non-space character left is
+// ASCII alphanumeric, so split() yields exactly the maximal runs of [A-Za-z0-9]; lower() makes
+// them lowercase. `lowered` receives the lowercased bytes the views point into.
+std::vector<std::string_view> bleu_words(std::string_view text, std::string& lowered) {
+  lowered.assign(text.begin(), text.end());
+  std::vector<std::string_view> words;
+  std::size_t i = 0;
+  const std::size_t n = lowered.size();
+  while (i < n) {
+    while (i < n && !unicode::is_ascii_alnum(static_cast<unsigned char>(lowered[i]))) ++i;
+    const std::size_t b = i;
+    for (; i < n && unicode::is_ascii_alnum(static_cast<unsigned char>(lowered[i])); ++i)
+      if (lowered[i] >= 'A' && lowered[i] <= 'Z') lowered[i] = static_cast<char>(lowered[i] + 32);
+    if (i > b) words.emplace_back(lowered.data() + b, i - b);
+  }
+  return words;
+}
+
+// Words of Python's str.split() (runs of non-whitespace code points).
+std::vector<std::string_view> split_words(std::string_view s) {
+  std::vector<std::string_view> words;
+  std::size_t i = 0, start = npos;
+  while (i < s.size()) {
+    const std::size_t at = i;
+    const auto c = static_cast<unsigned char>(s[i]);
+    const bool space = c < 0x80 ? unicode::is_space(c) : unicode::is_space(unicode::decode(s, i));
+    if (c < 0x80) ++i;
+    if (space) {
+      if (start != npos) words.emplace_back(s.data() + start, at - start);
+      start = npos;
+    } else if (start == npos) {
+      start = at;
+    }
+  }
+  if (start != npos) words.emplace_back(s.data() + start, s.size() - start);
+  return words;
+}
+
+// Released loop: for j in range(last_start): compare seq[j:j+8] with seq[j+8:j+16].
+template <class Equal>
+double repeat_score(std::size_t length, std::size_t last_start, Equal&& equal_at) {
+  if (last_start == 0) return 1.0;
+  std::size_t repeats = 0;
+  for (std::size_t j = 0; j < last_start; ++j)
+    if (j + 2 * kNgram <= length && equal_at(j)) ++repeats;
+  return 1.0 - static_cast<double>(repeats) / static_cast<double>(last_start);
+}
+
+bool is_counting_dataset(std::string_view dataset) { return dataset == "tallyqa"; }
+
+}  // namespace
+
+double bleu1(std::string_view reference, std::string_view hypothesis) {
+  std::string ref_buf, hyp_buf;
+  const auto ref = bleu_words(reference, ref_buf);
+  const auto hyp = bleu_words(hypothesis, hyp_buf);
+  // Clipped unigram matches: sum over words of min(count in hyp, count in ref).
+  std::unordered_map<std::string_view, std::int64_t> budget;
+  budget.reserve(ref.size());
+  for (const auto w : ref) ++budget[w];
+  std::int64_t matches = 0;
+  for (const auto w : hyp) {
+    const auto it = budget.find(w);
+    if (it != budget.end() && it->second > 0) {
+      --it->second;
+      ++matches;
+    }
+  }
+  if (matches == 0) return 0.0;
+  const auto c = static_cast<std::int64_t>(hyp.size());
+  const auto r = static_cast<std::int64_t>(ref.size());
+  const double bp =
+      c > r ? 1.0 : std::exp(1.0 - static_cast<double>(r) / static_cast<double>(c));
+  const double p1 = static_cast<double>(matches) / static_cast<double>(c > 1 ? c : 1);
+  return bp * std::exp(std::log(p1));
+}
+
+std::optional<std::int64_t> python_int(std::string_view s, std::int64_t max_str_digits) {
+  // int(str): non-ASCII whitespace and decimal digits first become ASCII, any other character
+  // from U+007F up makes it invalid; then optional blanks, a sign, digits with single underscores
+  // between them, optional blanks, end.
+  std::string ascii;
+  ascii.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const std::uint32_t cp = unicode::decode(s, i);
+    // CPython keeps code points below 127 as they are (so U+001C is no blank here).
+    if (cp < 127) {
+      ascii.push_back(static_cast<char>(cp));
+    } else if (unicode::is_space(cp)) {
+      ascii.push_back(' ');
+    } else if (unicode::is_decimal(cp)) {
+      ascii.push_back(static_cast<char>('0' + unicode::decimal_value(cp)));
+    } else {
+      return std::nullopt;
+    }
+  }
+  std::size_t i = 0;
+  const std::size_t n = ascii.size();
+  const auto blank = [&](std::size_t k) {
+    return ascii[k] == ' ' || (ascii[k] >= '\t' && ascii[k] <= '\r');
+  };
+  while (i < n && blank(i)) ++i;
+  bool negative = false;
+  if (i < n && (ascii[i] == '+' || ascii[i] == '-')) negative = ascii[i++] == '-';
+  std::int64_t value = 0, digits = 0;
+  constexpr std::int64_t kSaturate = std::int64_t{1} << 62;
+  bool expect_digit = true;
+  for (; i < n; ++i) {
+    const char c = ascii[i];
+    if (c >= '0' && c <= '9') {
+      value = value >= kSaturate / 10 ? kSaturate : value * 10 + (c - '0');
+      ++digits;
+      expect_digit = false;
+    } else if (c == '_' && !expect_digit) {
+      expect_digit = true;
+    } else {
+      break;
+    }
+  }
+  if (digits == 0 || expect_digit) return std::nullopt;
+  while (i < n && blank(i)) ++i;
+  if (i != n) return std::nullopt;
+  if (max_str_digits > 0 && digits > 640 && digits > max_str_digits) return std::nullopt;
+  return negative ? -value : value;
+}
+
+double answer_format_reward(std::string_view completion) {
+  const std::size_t count = count_occurrences(completion, "<answer>", 2);
+  double reward = 0.0;
+  if (count >= 1) reward += 1.0;
+  if (count == 1) reward += 1.0;
+  return reward / 1 / 2 * 0.5;
+}
+
+double think_format_reward(std::string_view s) {
+  static constexpr std::string_view keys[] = {"<think>", "</think>", "<rethink>", "</rethink>"};
+  double reward = 0.0;
+  std::size_t base = 0;
+  for (const auto key : keys) {
+    const std::size_t last = s.rfind(key);
+    if (last != npos && last >= base) {
+      reward += 1.0;
+      base = last + key.size();
+    }
+  }
+  if (reward == 4.0) {
+    const std::size_t b = s.rfind("<think>") + 7;
+    std::size_t e = s.find("</think>", b);
+    if (e == npos) e = s.size();
+    std::string_view inside = s.substr(b, e - b);
+    // strip() Unicode whitespace at both ends.
+    while (!inside.empty()) {
+      std::size_t i = 0;
+      if (!unicode::is_space(unicode::decode(inside, i))) break;
+      inside.remove_prefix(i);
+    }
+    while (!inside.empty()) {
+      const std::uint32_t cp = unicode::decode_before(inside, inside.size());
+      if (!unicode::is_space(cp)) break;
+      std::size_t k = inside.size() - 1;
+      while (k > 0 && (static_cast<unsigned char>(inside[k]) & 0xC0) == 0x80) --k;
+      inside.remove_suffix(inside.size() - k);
+    }
+    // len(inside) > 1 and the normalised text has a ' ' (an original ' ' or a replaced character).
+    std::size_t chars = 0;
+    bool has_space = false;
+    for (std::size_t i = 0; i < inside.size();) {
+      const std::uint32_t cp = unicode::decode(inside, i);
+      ++chars;
+      const bool alnum = cp < 0x80 && unicode::is_ascii_alnum(static_cast<unsigned char>(cp));
+      if (cp == ' ' || (!alnum && !unicode::is_space(cp))) has_space = true;
+    }
+    if (chars > 1 && has_space) reward += 1.0;
+  }
+  return reward / 5 * 0.5;
+}
+
+double repetition_reward(const RewardInput& in) {
+  double word_score = 1.0;
+  const auto words = split_words(in.completion);
+  const std::size_t w = words.size();
+  if (!in.completion.empty() && w >= static_cast<std::size_t>(kNgram)) {
+    word_score = repeat_score(w, w - kNgram, [&](std::size_t j) {
+      for (std::size_t k = 0; k < static_cast<std::size_t>(kNgram); ++k)
+        if (words[j + k] != words[j + kNgram + k]) return false;
+      return true;
+    });
+  }
+  double token_score = 1.0;
+  if (in.has_ids) {
+    std::size_t len = in.num_ids;
+    if (in.has_pad) {
+      for (std::size_t k = 0; k < in.num_ids; ++k) {
+        if (in.ids[k] == in.pad_token_id) {
+          len = k;
+          break;
+        }
+      }
+    }
+    if (len >= static_cast<std::size_t>(2 * kNgram)) {
+      token_score = repeat_score(len, len - 2 * kNgram + 1, [&](std::size_t j) {
+        return std::memcmp(in.ids + j, in.ids + j + kNgram, kNgram * sizeof(std::int64_t)) == 0;
+      });
+    }
+  }
+  return (token_score - (1 - word_score)) * 0.5;
+}
+
+JudgeRequest judge_request(std::string_view completion, std::string_view dataset) {
+  JudgeRequest req;
+  const std::size_t at = completion.find("<answer>");
+  if (at == npos || dataset.find("ovd") != npos) return req;
+  req.needed = true;
+  req.begin = at + 8;
+  req.end = completion.find("</answer>", req.begin);
+  if (req.end == npos) req.end = completion.size();
+  return req;
+}
+
+namespace {
+
+double answer_bleu_reward(std::string_view completion, std::string_view answer) {
+  const std::size_t at = completion.find("<answer>");
+  if (at == npos) return 0.0;
+  return (0.0 + bleu1(answer, completion.substr(at + 8))) * kBleuWeight;
+}
+
+bool count_matches(const RewardInput& in, std::size_t count) {
+  const auto value = python_int(in.answer, in.int_max_str_digits);
+  return value.has_value() && *value == static_cast<std::int64_t>(count);
+}
+
+}  // namespace
+
+OfficialRewards official_rewards(const RewardInput& in) {
+  OfficialRewards r;
+  const std::string_view s = in.completion;
+  r.answer_bleu = answer_bleu_reward(s, in.answer);
+  r.answer_format = answer_format_reward(s);
+  r.repetition = repetition_reward(in);
+  const std::size_t rethink = s.find("<rethink>");
+  if (rethink != npos) {
+    const std::size_t count = count_official_boxes(s.substr(0, rethink));
+    double reward = 0.0;
+    if (count > 0) reward += 0.5;
+    if (in.dataset == "tallyqa" && count_matches(in, count)) reward += 1;
+    r.grounding_format = reward;
+  }
+  r.think_format = think_format_reward(s);
+  return r;
+}
+
+PaperRewards paper_rewards(const RewardInput& in) {
+  PaperRewards r;
+  const std::string_view s = in.completion;
+  const std::size_t think = s.find("<think>");
+  const std::size_t think_end = think == npos ? npos : s.find("</think>", think + 7);
+  if (think_end != npos) {
+    r.format += 0.5;
+    const std::size_t rethink = s.find("<rethink>", think_end + 8);
+    if (rethink != npos && s.find("</rethink>", rethink + 9) != npos) r.format += 0.5;
+  }
+  const std::size_t count = count_official_boxes(s.substr(0, s.find("<rethink>")));
+  if (count > 0) r.format += 0.5;
+  if (is_counting_dataset(in.dataset) && count_matches(in, count)) r.count = 0.5;
+  r.answer_bleu = answer_bleu_reward(s, in.answer);
+  return r;
+}
+
+}  // namespace grit

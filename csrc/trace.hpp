@@ -1,0 +1,47 @@
+// One reasoning trace -> its sections, tags and boxes; and the official reward's box count.
+// Plain C++17 over UTF-8 bytes; every offset handed back is a Python character offset.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+namespace grit {
+
+inline constexpr std::array<std::string_view, 6> kTags = {
+    "<think>", "</think>", "<rethink>", "</rethink>", "<answer>", "</answer>"};
+
+// [begin, end) in characters; begin < 0 when the section is absent.
+struct CharSpan {
+  std::int64_t begin = -1, end = -1;
+};
+
+struct ParsedBox {
+  double coords[4];
+  CharSpan span;   // brackets included when the numbers sit in [] or ()
+  CharSpan label;  // the "label" string after the box, or absent
+};
+
+struct ParsedTrace {
+  CharSpan think, rethink, answer;
+  std::vector<ParsedBox> boxes;         // before the first <rethink>
+  std::vector<ParsedBox> answer_boxes;  // inside the answer section
+  std::array<std::int64_t, 6> tag_counts{};
+  std::array<std::int64_t, 6> tag_first{};  // byte offset of the first occurrence, -1 if none
+  std::int64_t official_box_count = 0;
+};
+
+// Non-overlapping matches of Python's re.findall(r"\b\d+,\s*\d+,\s*\d+,\s*\d+\b", text) with
+// Unicode \d, \s and \b; linear time.
+std::size_t count_official_boxes(std::string_view text);
+
+// Sections, tags and structured boxes (see grit_fast/rewards/trace.py for the grammar).
+ParsedTrace parse_trace(std::string_view text);
+
+// Non-overlapping occurrences of needle (non-empty) in text, counting at most `limit`.
+std::size_t count_occurrences(std::string_view text, std::string_view needle,
+                              std::size_t limit = static_cast<std::size_t>(-1));
+
+}  // namespace grit

@@ -1,0 +1,130 @@
+"""Bridge to the compiled trace parser and reward scorer in ``grit_fast._C``.
+
+The compiled code decides Python's ``\\d``/``\\s``/``\\w`` from tables generated from the Unicode
+version named in ``_C.unicode_version``. Under an interpreter with another Unicode version, texts
+with non-ASCII characters are handed to the pure-Python reference so that results stay exact.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Sequence
+
+import numpy as np
+
+from grit_fast import _dispatch
+from grit_fast.rewards import reference
+from grit_fast.rewards.trace import TAGS, Trace
+
+
+def _tables_match() -> bool:
+    return _dispatch.require_compiled().unicode_version == unicodedata.unidata_version
+
+
+def _foreign(texts: Sequence[str]) -> list[int]:
+    """Indices the compiled tables cannot classify exactly here (none when the versions agree)."""
+    if _tables_match():
+        return []
+    return [i for i, t in enumerate(texts) if not t.isascii()]
+
+
+def _trace(text: str, raw: tuple) -> Trace:
+    think, rethink, answer, (boxes, spans, label_spans), (a_boxes, a_spans), counts, first, n = raw
+    labels = tuple(None if b < 0 else text[b:e] for b, e in label_spans.tolist())
+    present = sorted((f, tag) for tag, f in zip(TAGS, first, strict=True) if f >= 0)
+    return Trace(
+        think=None if think is None else text[think[0] : think[1]],
+        rethink=None if rethink is None else text[rethink[0] : rethink[1]],
+        answer=None if answer is None else text[answer[0] : answer[1]],
+        boxes=boxes,
+        spans=spans,
+        labels=labels,
+        answer_boxes=a_boxes,
+        answer_spans=a_spans,
+        tag_counts=dict(zip(TAGS, counts, strict=True)),
+        tag_order=tuple(tag for _, tag in present),
+        official_box_count=n,
+    )
+
+
+def parse_traces(texts: list[str], num_threads: int = 0) -> list[Trace]:
+    """Compiled twin of :func:`grit_fast.rewards.reference.parse_traces`."""
+    raw = _dispatch.require_compiled().parse_traces(texts, num_threads)
+    out = [_trace(t, r) for t, r in zip(texts, raw, strict=True)]
+    for i in _foreign(texts):
+        out[i] = reference.parse_trace(texts[i])
+    return out
+
+
+def score_rewards(
+    completions: list[str],
+    answers: list[str],
+    datasets: list[str],
+    completion_ids: tuple[np.ndarray, np.ndarray] | None = None,
+    preset: str = "official",
+    pad_token_id: int | None = reference.PAD_TOKEN_ID,
+    num_threads: int = 0,
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
+    """Compiled twin of :func:`grit_fast.rewards.reference.score_rewards`."""
+    flat, offsets = (None, None) if completion_ids is None else completion_ids
+    components, index, spans = _dispatch.require_compiled().score_rewards(
+        completions,
+        answers,
+        datasets,
+        flat,
+        offsets,
+        preset,
+        pad_token_id,
+        reference.int_max_str_digits(),
+        num_threads,
+    )
+    predictions = [
+        completions[i][b:e] for i, (b, e) in zip(index.tolist(), spans.tolist(), strict=True)
+    ]
+    foreign = _foreign(completions) + _foreign(answers)
+    if foreign:
+        return _patch(
+            components,
+            index,
+            predictions,
+            foreign,
+            completions,
+            answers,
+            datasets,
+            completion_ids,
+            preset,
+            pad_token_id,
+        )
+    return components, index, predictions
+
+
+def _patch(
+    components,
+    index,
+    predictions,
+    foreign,
+    completions,
+    answers,
+    datasets,
+    completion_ids,
+    preset,
+    pad_token_id,
+):
+    """Recompute the ``foreign`` samples with the reference and merge them in."""
+    rows = sorted(set(foreign))
+    ids = None
+    if completion_ids is not None:
+        flat, offsets = completion_ids
+        sub = [flat[offsets[i] : offsets[i + 1]] for i in rows]
+        ids = (np.concatenate(sub) if sub else flat[:0], np.cumsum([0] + [len(s) for s in sub]))
+    ref, _, _ = reference.score_rewards(
+        [completions[i] for i in rows],
+        [answers[i] for i in rows],
+        [datasets[i] for i in rows],
+        ids,
+        preset,
+        pad_token_id,
+    )
+    for name, values in ref.items():
+        components[name][rows] = values
+    return components, index, predictions

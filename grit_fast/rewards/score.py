@@ -1,0 +1,210 @@
+"""Score a batch of GRPO-GR completions: :class:`RewardScorer` -> :class:`RewardBatch`.
+
+Presets (spec §2):
+
+* ``official`` - what the released GRIT code sums, weight 1 each: ``answer_accuracy`` (judge,
+  binarised ``> 0``), ``answer_bleu`` (0.1 x BLEU-1), ``answer_format`` (0/0.25/0.5), ``repetition``
+  ([-0.5, 0.5]), ``grounding_format`` (0/0.5/1/1.5), ``think_format`` ({0, 0.1, ..., 0.5}); max 4.1;
+* ``paper`` - the paper's formula: ``format`` (0.5 think pair + 0.5 rethink pair after it + 0.5 a
+  box before ``<rethink>``), ``count`` (0.5 when a tallyqa sample's box count equals its answer),
+  ``answer_accuracy`` and ``answer_bleu`` as above.
+
+The judge-free components run in the compiled core for the whole batch (GIL released, threads) or
+in the reference twin; the judge is called once per :meth:`RewardScorer.score` call, in Python, with
+only the samples that have an ``<answer>`` and a dataset name without ``ovd`` (not at all when there
+are none). ``total`` is ``sum_k weight_k * component_k`` in float64 (the released trainer summed
+in float32).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from grit_fast import _dispatch
+from grit_fast.rewards import reference
+from grit_fast.rewards.judge import Judge, RuleJudge, validate_scores
+
+PRESETS = tuple(reference.COMPONENTS)
+
+
+@dataclass(frozen=True)
+class RewardBatch:
+    """Rewards of N completions.
+
+    ``total`` (N,) float64; ``components`` name -> (N,) float64 (weights not applied);
+    ``judged`` (J,) int64: the samples the judge scored; ``judge_scores`` (J,) float64: its raw scores
+    (before binarising; their mean x 100 is the paper's ACC); ``predictions``: the J predicted answers.
+    """
+
+    total: np.ndarray
+    components: dict[str, np.ndarray]
+    judged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    judge_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    predictions: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.total)
+
+
+def _strings(values: Any, name: str, n: int | None) -> list[str]:
+    if isinstance(values, str):
+        raise TypeError(f"{name} must be a sequence of str, got one str (wrap it in a list)")
+    try:
+        out = list(values)
+    except TypeError:
+        raise TypeError(f"{name} must be a sequence of str, got {type(values).__name__}") from None
+    if n is not None and len(out) != n:
+        raise ValueError(f"{name} has {len(out)} entries but completions has {n}")
+    return out
+
+
+def _check_str_items(values: list[str], name: str) -> None:
+    for i, v in enumerate(values):
+        if not isinstance(v, str):
+            raise TypeError(f"{name}[{i}] must be a str, got {type(v).__name__}")
+
+
+def _as_int_array(value: Any, name: str) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor, converted without importing torch
+        value = value.detach().cpu().numpy()
+    arr = np.asarray(value)
+    if arr.size and not (np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_):
+        raise TypeError(f"{name} must hold integer token ids, got dtype {arr.dtype}")
+    return arr.astype(np.int64, copy=False)
+
+
+def pack_completion_ids(completion_ids: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(flat, offsets)`` int64 from a 2-D array/tensor (N, T) or N 1-D sequences of ids."""
+    if hasattr(completion_ids, "ndim") and completion_ids.ndim == 2:
+        arr = _as_int_array(completion_ids, "completion_ids")
+        if arr.shape[0] != n:
+            raise ValueError(f"completion_ids has {arr.shape[0]} rows but completions has {n}")
+        flat = np.ascontiguousarray(arr).reshape(-1)
+        return flat, np.arange(n + 1, dtype=np.int64) * arr.shape[1]
+    if hasattr(completion_ids, "ndim"):
+        raise ValueError(
+            f"completion_ids must be 2-D (N, T) or a sequence of 1-D rows, got {completion_ids.ndim}-D"
+        )
+    if isinstance(completion_ids, (str, bytes)):
+        raise TypeError("completion_ids must be token ids, got a string")
+    try:
+        rows = list(completion_ids)
+    except TypeError:
+        raise TypeError(
+            f"completion_ids must be a 2-D array or a sequence of rows, got {type(completion_ids).__name__}"
+        ) from None
+    if len(rows) != n:
+        raise ValueError(f"completion_ids has {len(rows)} rows but completions has {n}")
+    arrays = []
+    for i, row in enumerate(rows):
+        a = _as_int_array(row, f"completion_ids[{i}]")
+        if a.ndim != 1:
+            raise ValueError(f"completion_ids[{i}] must be 1-D, got shape {a.shape}")
+        arrays.append(a)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum([len(a) for a in arrays], out=offsets[1:])
+    flat = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
+    return np.ascontiguousarray(flat, dtype=np.int64), offsets
+
+
+class RewardScorer:
+    """Computes the GRPO-GR rewards of a preset for batches of completions.
+
+    ``judge``: a callable ``(questions, answers, predictions) -> floats in [0, 1]`` (default
+    :class:`RuleJudge`). ``weights``: component name -> factor (default 1; an unknown name is a
+    ValueError). ``num_threads``: compiled-core threads (0 = ``GRIT_FAST_NUM_THREADS`` or all cores).
+    ``pad_token_id``: token ids are cut at its first occurrence for the repetition reward (None:
+    not cut). Without ``completion_ids`` the token factor of the repetition reward is 1.
+    """
+
+    def __init__(
+        self,
+        preset: str = "official",
+        judge: Judge | None = None,
+        weights: Mapping[str, float] | None = None,
+        num_threads: int = 0,
+        pad_token_id: int | None = reference.PAD_TOKEN_ID,
+    ) -> None:
+        if preset not in PRESETS:
+            raise ValueError(f"preset {preset!r} is not a reward preset; expected one of {PRESETS}")
+        if judge is not None and not callable(judge):
+            raise TypeError(f"judge must be callable, got {type(judge).__name__}")
+        self.preset = preset
+        self.judge = RuleJudge() if judge is None else judge
+        self.components = reference.COMPONENTS[preset]
+        self.weights = {name: 1.0 for name in self.components}
+        for name, w in (weights or {}).items():
+            if name not in self.weights:
+                raise ValueError(
+                    f"weights: {name!r} is not a component of preset {preset!r}; "
+                    f"expected one of {self.components}"
+                )
+            if not isinstance(w, (int, float)) or not math.isfinite(w):
+                raise ValueError(f"weights[{name!r}] must be a finite number, got {w!r}")
+            self.weights[name] = float(w)
+        if not isinstance(num_threads, int):
+            raise TypeError(f"num_threads must be an int, got {type(num_threads).__name__}")
+        self.num_threads = num_threads
+        if pad_token_id is not None and not isinstance(pad_token_id, int):
+            raise TypeError(f"pad_token_id must be an int or None, got {pad_token_id!r}")
+        self.pad_token_id = pad_token_id
+
+    def score(
+        self,
+        completions: Sequence[str],
+        answers: Sequence[str],
+        datasets: Sequence[str],
+        questions: Sequence[str] | None = None,
+        completion_ids: Any = None,
+    ) -> RewardBatch:
+        """Rewards of N completions against their gt answers (N str each) and dataset names."""
+        completions = _strings(completions, "completions", None)
+        n = len(completions)
+        answers = _strings(answers, "answers", n)
+        datasets = _strings(datasets, "datasets", n)
+        if questions is not None:
+            questions = _strings(questions, "questions", n)
+        ids = None if completion_ids is None else pack_completion_ids(completion_ids, n)
+        args = (
+            completions,
+            answers,
+            datasets,
+            ids,
+            self.preset,
+            self.pad_token_id,
+            self.num_threads,
+        )
+        if _dispatch.use_fast("score_rewards"):
+            from grit_fast.rewards import _fast
+
+            components, judged, predictions = _fast.score_rewards(*args)
+        else:
+            for values, name in (
+                (completions, "completions"),
+                (answers, "answers"),
+                (datasets, "datasets"),
+            ):
+                _check_str_items(values, name)
+            components, judged, predictions = reference.score_rewards(*args)
+        scores = np.zeros(0, dtype=np.float64)
+        if len(judged):
+            index = judged.tolist()
+            qs = [""] * len(index) if questions is None else [questions[i] for i in index]
+            if questions is not None:
+                _check_str_items(qs, "questions")
+            gts = [answers[i] for i in index]
+            scores = validate_scores(self.judge(qs, gts, predictions), len(index), self.judge)
+            components["answer_accuracy"][judged] = (scores > 0).astype(np.float64)
+        total = np.zeros(n, dtype=np.float64)
+        for name in self.components:
+            w = self.weights[name]
+            total += components[name] if w == 1.0 else w * components[name]
+        return RewardBatch(total, components, judged, scores, predictions)
+
+    def __repr__(self) -> str:
+        return f"RewardScorer(preset={self.preset!r}, judge={self.judge!r}, weights={self.weights})"
