@@ -4,12 +4,9 @@ CPU tensors under ``TRITON_INTERPRET=1``) and its plain-torch twin in :mod:`grit
 otherwise. Importing this package imports torch but never triton.
 """
 
-from grit_fast.ops.reference import (
-    group_advantages,
-    grpo_loss,
-    grpo_loss_from_logits,
-    selective_log_softmax,
-)
+from grit_fast.ops.grpo_loss import group_advantages, grpo_loss
+from grit_fast.ops.logprob import selective_log_softmax
+from grit_fast.ops.loss_from_logits import grpo_loss_from_logits
 from grit_fast.ops.types import LossOutput
 
 __all__ = [
