@@ -37,7 +37,9 @@ def _group_advantage(rewards_ptr, row, G, adv_eps, SCALE: tl.constexpr, BLOCK_G:
     if SCALE:
         c = tl.where(valid, d - mean, 0.0)
         std = tl.sqrt(tl.sum(c * c, axis=0) / tl.maximum(G - 1, 1))
-        mine = tl.where(mine == 0.0, 0.0, mine / (std + adv_eps))
+        denom = std + adv_eps
+        # equal rewards with eps = 0: 0 / 0 is taken as A = 0, as in the reference
+        mine = tl.where(mine == 0.0, 0.0, mine / tl.where(denom > 0.0, denom, 1.0))
     return mine
 
 

@@ -45,7 +45,9 @@ def group_advantages(
     if not scale:
         return centred.reshape(-1)
     var = centred.square().sum(dim=1, keepdim=True) / max(group_size - 1, 1)
-    return (centred / (var.sqrt() + eps)).reshape(-1)
+    # centred == 0 stays 0 even with eps = 0 (a group of equal rewards: 0 / 0 would be NaN)
+    adv = torch.where(centred == 0, 0.0, centred / (var.sqrt() + eps))
+    return adv.reshape(-1)
 
 
 def token_weights(mask: Tensor, loss_type: str = "grpo", normalizer: Any = None) -> Tensor:
