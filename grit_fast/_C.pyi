@@ -38,3 +38,19 @@ def bleu1(reference: str, hypothesis: str) -> float:
 def python_int(text: str, max_str_digits: int) -> int | None:
     """Python's int(text) (saturated to about 2**62), or None where int() raises ValueError."""
 # ---- end trace & rewards ----
+
+# ---- geometry ----
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of finite C-contiguous float64 boxes a (N, 4), b (M, 4) -> (N, M)."""
+
+def grounding_iou_batch(
+    pred_boxes: np.ndarray,
+    pred_offsets: np.ndarray,
+    gt_boxes: np.ndarray,
+    gt_offsets: np.ndarray,
+    num_threads: int = 0,
+) -> np.ndarray:
+    """IoU of the union of each sample's predicted boxes with the union of its gt boxes, exact
+    areas: float64 (N,), NaN without gt, 0.0 without prediction. Boxes (P, 4)/(G, 4) float64,
+    offsets int64 (N + 1,). GIL released."""
+# ---- end geometry ----

@@ -22,6 +22,11 @@ _PUBLIC: dict[str, str] = {
     "RewardBatch": "grit_fast.rewards",
     "RuleJudge": "grit_fast.rewards",
     # geometry and coordinates
+    "box_iou": "grit_fast.rewards.geometry",
+    "grounding_iou": "grit_fast.rewards.geometry",
+    "grounding_iou_batch": "grit_fast.rewards.geometry",
+    "qwen_resized_size": "grit_fast.rewards.coords",
+    "to_image_pixels": "grit_fast.rewards.coords",
     # training (config, data, models, trainer)
     # evaluation and pictures
     # demo and synthetic data

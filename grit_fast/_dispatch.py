@@ -43,6 +43,8 @@ FAST_PATHS: dict[str, str] = {
     "parse_traces": COMPILED,
     "score_rewards": COMPILED,
     # geometry and coordinates (grit_fast.rewards.geometry)
+    "box_iou": COMPILED,
+    "grounding_iou_batch": COMPILED,
     # loss ops (grit_fast.ops)
     "group_advantages": TRITON,
     "grpo_loss": TRITON,
