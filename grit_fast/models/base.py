@@ -1,0 +1,97 @@
+"""What every model family's adapter provides to the trainer, the demo and evaluation.
+
+An adapter owns the processor, the chat template (the prompt of GRIT_SPEC §1: the image, then
+``"\\nQuestion: " + question + SUFFIX`` in the user turn, the model's default system prompt), image
+sizing, the coordinate convention of the boxes the model writes, and the special token ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+# GRIT's prompt suffix, byte for byte (leading space, final newline).
+GRIT_SUFFIX = (
+    " First, think between <think> and </think> while output necessary coordinates needed to answer"
+    " the question in JSON with key 'bbox_2d'. Then, based on the thinking contents and coordinates,"
+    " rethink between <rethink> </rethink> and then answer the question after <answer>.\n"
+)
+STOP_STRING = "</answer>"
+
+
+def grit_user_text(question: str) -> str:
+    """The text of GRIT's user turn after the image: ``"\\nQuestion: " + question + GRIT_SUFFIX``."""
+    return "\nQuestion: " + question + GRIT_SUFFIX
+
+
+class ModelAdapter:
+    """Base class: a model family's processor and conventions. Subclasses set the class attributes.
+
+    ``coordinate_convention``: ``"qwen2.5-vl"`` (absolute pixels of the resized image) or
+    ``"internvl"`` (0-1000 normalised). :meth:`to_original_pixels` maps boxes the model writes to
+    pixels of the original image, which is what gt boxes and grounding IoU use.
+    """
+
+    family = "base"
+    coordinate_convention = "pixels"
+
+    def __init__(self, processor: Any, min_pixels: int = 3136, max_pixels: int = 256 * 28 * 28):
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.min_pixels = int(min_pixels)
+        self.max_pixels = int(max_pixels)
+
+    # ----- prompts
+    def messages(self, question: str) -> list[dict[str, Any]]:
+        """One chat turn: the image, then GRIT's question text (no custom system prompt)."""
+        return [
+            {
+                "role": "user",
+                "content": [{"type": "image"}, {"type": "text", "text": grit_user_text(question)}],
+            }
+        ]
+
+    def prompt_text(self, question: str) -> str:
+        """The chat-templated prompt string, ending with the assistant header (generation prompt)."""
+        return self.processor.apply_chat_template(
+            self.messages(question), tokenize=False, add_generation_prompt=True
+        )
+
+    def image_inputs(self, images: list[Any]) -> dict[str, Any]:
+        return {"images": images}
+
+    def encode(self, questions: Sequence[str], images: Sequence[Any]) -> Any:
+        """Processor batch (left padded, ``return_tensors="pt"``) for prompts with one image each."""
+        if len(questions) != len(images):
+            raise ValueError(f"{len(questions)} questions but {len(images)} images")
+        texts = [self.prompt_text(q) for q in questions]
+        self.tokenizer.padding_side = "left"
+        return self.processor(
+            text=texts, **self.image_inputs(list(images)), padding=True, return_tensors="pt"
+        )
+
+    # ----- tokens
+    @property
+    def pad_token_id(self) -> int:
+        return int(self.tokenizer.pad_token_id)
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """Ids that end a completion: the chat turn end and the base model's end of text."""
+        ids = {self.tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")}
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return sorted(i for i in ids if isinstance(i, int) and i >= 0)
+
+    # ----- coordinates
+    def model_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """(W', H') of the frame the model sees for a W x H image, where its boxes depend on it."""
+        return None
+
+    def to_original_pixels(self, boxes: Any, width: int, height: int) -> Any:
+        """Boxes (K, 4) the model wrote, in its convention -> float64 (K, 4) original-image pixels."""
+        from grit_fast.rewards.coords import to_image_pixels
+
+        return to_image_pixels(
+            boxes, self.coordinate_convention, (width, height), self.model_size(width, height)
+        )

