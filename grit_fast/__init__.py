@@ -28,6 +28,9 @@ _PUBLIC: dict[str, str] = {
     "qwen_resized_size": "grit_fast.rewards.coords",
     "to_image_pixels": "grit_fast.rewards.coords",
     # training (config, data, models, trainer)
+    "build_tiny_qwen2_5_vl": "grit_fast.models",
+    "build_tiny_internvl3": "grit_fast.models",
+    "adapter_for": "grit_fast.models",
     # evaluation and pictures
     # demo and synthetic data
 }
