@@ -1,1 +1,19 @@
 """Data: GRIT JSONL records and images, and synthetic grounded data for the demo."""
+
+from grit_fast.data.grit_jsonl import (
+    GritDataError,
+    GritRecord,
+    load_grit_jsonl,
+    load_image,
+    records_from_dicts,
+    validate_record,
+)
+
+__all__ = [
+    "GritDataError",
+    "GritRecord",
+    "load_grit_jsonl",
+    "load_image",
+    "records_from_dicts",
+    "validate_record",
+]
