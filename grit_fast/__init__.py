@@ -32,6 +32,7 @@ _PUBLIC: dict[str, str] = {
     "build_tiny_internvl3": "grit_fast.models",
     "adapter_for": "grit_fast.models",
     # evaluation and pictures
+    "OpenAIJudge": "grit_fast.rewards.openai_judge",
     # demo and synthetic data
 }
 
