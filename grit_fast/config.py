@@ -1,0 +1,303 @@
+"""GritConfig: every setting of a GRPO-GR run, with the paper's defaults (GRIT_SPEC §3).
+
+Loadable from YAML or JSON (:meth:`GritConfig.from_file`), every field overridable with
+``key=value`` strings (``--set lr=1e-6`` on the command line; values parsed as YAML scalars). Unknown
+keys and bad values raise :class:`ConfigError` naming the key and what is allowed.
+
+Batch semantics: one *step* takes ``batch_size`` prompts (global, over all processes) for each of
+``gradient_accumulation_steps`` micro-batches, generates ``num_generations`` completions per prompt,
+and makes ``num_iterations`` (μ) optimizer updates on them. Each process owns whole groups, so
+``batch_size`` must be a multiple of the world size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "family": ("auto", "qwen2.5-vl", "internvl3"),
+    "loss_type": ("grpo", "bnpo", "dr_grpo", "dapo"),
+    "reward_preset": ("official", "paper"),
+    "lr_scheduler": ("cosine", "linear", "constant"),
+    "optimizer": ("adamw",),
+    "fused_loss": ("auto", "on", "off"),
+    "parallel": ("ddp", "fsdp"),
+}
+POSITIVE_INT = (
+    "num_generations",
+    "num_iterations",
+    "max_new_tokens",
+    "min_pixels",
+    "max_pixels",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "max_steps",
+    "log_every",
+    "lora_r",
+)
+NON_NEGATIVE = (
+    "warmup_steps",
+    "save_every",
+    "top_k",
+    "beta",
+    "weight_decay",
+    "lora_dropout",
+    "seed",
+)
+
+
+class ConfigError(ValueError):
+    """A bad configuration key or value; the message names the key and what is allowed."""
+
+
+@dataclass
+class GritConfig:
+    """Settings of a GRPO-GR run. Defaults are the paper's (Qwen2.5-VL-3B, 8 GPUs) where it has one.
+
+    ``model``: a local checkpoint directory, or ``tiny:qwen2.5-vl`` / ``tiny:internvl3`` for a tiny
+    random model of the real architecture (tests, demo). ``data``: a GRIT JSONL file (``image_root``
+    defaults to its directory). ``resume``: None, ``"auto"`` (latest checkpoint in ``output_dir``,
+    if any) or a checkpoint directory.
+    """
+
+    # model and data
+    model: str = "tiny:qwen2.5-vl"
+    family: str = "auto"
+    data: str | None = None
+    image_root: str | None = None
+    eval_data: str | None = None
+    output_dir: str = "runs/grit"
+    # rollout
+    num_generations: int = 4
+    temperature: float = 0.9
+    top_k: int = 50
+    top_p: float = 1.0
+    max_new_tokens: int = 1000
+    max_prompt_length: int | None = 750
+    min_pixels: int = 3136
+    max_pixels: int = 256 * 28 * 28
+    # rewards
+    reward_preset: str = "official"
+    reward_weights: dict[str, float] | None = None
+    reward_threads: int = 0
+    # loss
+    beta: float = 0.01
+    eps_low: float = 0.2
+    eps_high: float = 0.2
+    loss_type: str = "grpo"
+    scale_rewards: bool = True
+    adv_eps: float = 1e-4
+    num_iterations: int = 1
+    fused_loss: str = "auto"
+    # optimisation
+    optimizer: str = "adamw"
+    lr: float = 2e-6
+    weight_decay: float = 0.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    lr_scheduler: str = "cosine"
+    warmup_steps: int = 0
+    max_grad_norm: float = 1.0
+    batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    max_steps: int = 200
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    # LoRA (peft, the ``lora`` extra)
+    lora: bool = False
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.05
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+    # scale-out, checkpoints, logging
+    parallel: str = "ddp"
+    save_every: int = 0
+    resume: str | None = None
+    log_every: int = 1
+    tensorboard: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ----- construction
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> GritConfig:
+        """From a mapping; unknown keys are a :class:`ConfigError` listing the known ones."""
+        if not isinstance(values, Mapping):
+            raise ConfigError(
+                f"a config must be a mapping of keys to values, got {type(values).__name__}"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {unknown}; known keys: {sorted(known)}")
+        return cls(**{k: _coerce(k, v) for k, v in values.items()})
+
+    @classmethod
+    def from_file(cls, path: str | Path, overrides: Iterable[str] = ()) -> GritConfig:
+        """From a YAML (``.yaml``/``.yml``) or JSON file, then ``key=value`` overrides."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        text = path.read_text(encoding="utf-8")
+        try:
+            values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise ConfigError(
+                f"{path}: not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}"
+            ) from None
+        values = {} if values is None else values
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"{path}: expected a mapping of keys to values at the top level")
+        try:
+            return cls.from_dict({**values, **parse_overrides(overrides)})
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    def with_overrides(self, overrides: Iterable[str] | Mapping[str, Any]) -> GritConfig:
+        """A copy with ``key=value`` strings (or a mapping) applied and validated."""
+        values = overrides if isinstance(overrides, Mapping) else parse_overrides(overrides)
+        return GritConfig.from_dict({**self.to_dict(), **values})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["adam_betas"] = list(self.adam_betas)
+        return out
+
+    # ----- checks
+    def validate(self) -> None:
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _coerce(f.name, getattr(self, f.name)))
+        for key, allowed in CHOICES.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(
+                    f"{key}={getattr(self, key)!r} is not allowed; expected one of {allowed}"
+                )
+        for key in POSITIVE_INT:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be a positive integer, got {getattr(self, key)}")
+        for key in NON_NEGATIVE:
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        for key in (
+            "temperature",
+            "lr",
+            "eps_low",
+            "eps_high",
+            "adv_eps",
+            "max_grad_norm",
+            "lora_alpha",
+        ):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{key} must be a positive finite number, got {value}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not all(0 <= b < 1 for b in self.adam_betas):
+            raise ConfigError(
+                f"adam_betas must be two numbers in [0, 1), got {list(self.adam_betas)}"
+            )
+        if self.max_pixels < self.min_pixels:
+            raise ConfigError(
+                f"max_pixels ({self.max_pixels}) is below min_pixels ({self.min_pixels})"
+            )
+        if self.max_prompt_length is not None and self.max_prompt_length < 1:
+            raise ConfigError(
+                f"max_prompt_length must be a positive integer or null, got {self.max_prompt_length}"
+            )
+        if self.num_generations < 2:
+            raise ConfigError(
+                f"num_generations must be >= 2 (a group of 1 has zero advantage), got {self.num_generations}"
+            )
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+_FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(GritConfig)}
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """``value`` checked against the declared type of ``key`` (ints accepted for floats)."""
+    declared = str(_FIELD_TYPES[key])
+    optional = "None" in declared
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key} must not be null (expected {declared})")
+    base = declared.replace(" | None", "")
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if base == "float":
+        if isinstance(value, str):
+            # YAML 1.1 reads 1e-6 (no dot) as a string; such spellings are still numbers.
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if base == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    if key == "adam_betas":
+        if not isinstance(value, (list, tuple)) or len(value) != 2:
+            raise ConfigError(f"adam_betas must be a pair of numbers, got {value!r}")
+        return tuple(float(_coerce("lr", v)) for v in value)
+    if key == "lora_target_modules":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"lora_target_modules must be a list of module names, got {value!r}")
+        return list(value)
+    if key == "reward_weights":
+        if not isinstance(value, Mapping) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values()
+        ):
+            raise ConfigError(f"reward_weights must map component names to numbers, got {value!r}")
+        return {str(k): float(v) for k, v in value.items()}
+    raise ConfigError(f"{key}: unsupported value {value!r}")  # pragma: no cover
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """``["lr=1e-6", "bf16=true"]`` -> ``{"lr": 1e-6, "bf16": True}`` (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = str(item).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} must look like key=value")
+        if key not in _FIELD_TYPES:
+            raise ConfigError(
+                f"unknown config key {key!r} in override {item!r}; known keys: {sorted(_FIELD_TYPES)}"
+            )
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            value = text
+        if (
+            _FIELD_TYPES[key] in ("str", "str | None")
+            and value is not None
+            and not isinstance(value, str)
+        ):
+            value = text.strip()
+        out[key] = value
+    return out
