@@ -19,31 +19,55 @@ constexpr double kBleuWeight = 0.1;
 
 // Words of the BLEU normalisation: after [^a-zA-Z0-9\s] -> ' ', every non-space character left is
 // ASCII alphanumeric, so split() yields exactly the maximal runs of [A-Za-z0-9]; lower() makes
-// them lowercase. `lowered` receives the lowercased bytes the views point into.
-std::vector<std::string_view> bleu_words(std::string_view text, std::string& lowered) {
-  lowered.assign(text.begin(), text.end());
-  std::vector<std::string_view> words;
+// them lowercase, so words compare ASCII-case-insensitively.
+void bleu_words(std::string_view text, std::vector<std::string_view>& words) {
+  words.clear();
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
   std::size_t i = 0;
-  const std::size_t n = lowered.size();
   while (i < n) {
-    while (i < n && !unicode::is_ascii_alnum(static_cast<unsigned char>(lowered[i]))) ++i;
+    while (i < n && !unicode::is_ascii_alnum(p[i])) ++i;
     const std::size_t b = i;
-    for (; i < n && unicode::is_ascii_alnum(static_cast<unsigned char>(lowered[i])); ++i)
-      if (lowered[i] >= 'A' && lowered[i] <= 'Z') lowered[i] = static_cast<char>(lowered[i] + 32);
-    if (i > b) words.emplace_back(lowered.data() + b, i - b);
+    while (i < n && unicode::is_ascii_alnum(p[i])) ++i;
+    if (i > b) words.emplace_back(text.data() + b, i - b);
   }
-  return words;
 }
 
-// Words of Python's str.split() (runs of non-whitespace code points).
-std::vector<std::string_view> split_words(std::string_view s) {
-  std::vector<std::string_view> words;
+bool same_word(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t k = 0; k < a.size(); ++k)
+    if ((a[k] | 0x20) != (b[k] | 0x20)) return false;  // alnum only: | 0x20 folds A-Z, keeps 0-9
+  return true;
+}
+
+std::string lowered(std::string_view w) {
+  std::string out(w);
+  for (char& c : out) c = static_cast<char>(c | 0x20);
+  return out;
+}
+
+// Words of Python's str.split() (runs of non-whitespace code points). Printable ASCII, the bulk
+// of any completion, is never whitespace, so runs of it are skipped without classifying.
+void split_words(std::string_view s, std::vector<std::string_view>& words) {
+  words.clear();
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
   std::size_t i = 0, start = npos;
-  while (i < s.size()) {
+  while (i < n) {
+    if (p[i] > 0x20 && p[i] < 0x80) {
+      if (start == npos) start = i;
+      ++i;
+      while (i < n && p[i] > 0x20 && p[i] < 0x80) ++i;
+      continue;
+    }
     const std::size_t at = i;
-    const auto c = static_cast<unsigned char>(s[i]);
-    const bool space = c < 0x80 ? unicode::is_space(c) : unicode::is_space(unicode::decode(s, i));
-    if (c < 0x80) ++i;
+    bool space;
+    if (p[i] < 0x80) {
+      space = unicode::is_space(p[i]);
+      ++i;
+    } else {
+      space = unicode::is_space(unicode::decode(s, i));
+    }
     if (space) {
       if (start != npos) words.emplace_back(s.data() + start, at - start);
       start = npos;
@@ -51,8 +75,11 @@ std::vector<std::string_view> split_words(std::string_view s) {
       start = at;
     }
   }
-  if (start != npos) words.emplace_back(s.data() + start, s.size() - start);
-  return words;
+  if (start != npos) words.emplace_back(s.data() + start, n - start);
+}
+
+inline bool same_bytes(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && (a.empty() || (a[0] == b[0] && std::memcmp(a.data(), b.data(), a.size()) == 0));
 }
 
 // Released loop: for j in range(last_start): compare seq[j:j+8] with seq[j+8:j+16].
@@ -67,22 +94,64 @@ double repeat_score(std::size_t length, std::size_t last_start, Equal&& equal_at
 
 bool is_counting_dataset(std::string_view dataset) { return dataset == "tallyqa"; }
 
+// string_view::rfind compares at every position; scanning back for the first byte with memrchr
+// is several times faster on long completions.
+std::size_t last_occurrence(std::string_view s, std::string_view needle) {
+  if (needle.size() > s.size()) return npos;
+  std::size_t limit = s.size() - needle.size() + 1;  // candidate starts are < limit
+  while (limit > 0) {
+    const void* hit = memrchr(s.data(), needle[0], limit);
+    if (hit == nullptr) return npos;
+    const auto at = static_cast<std::size_t>(static_cast<const char*>(hit) - s.data());
+    if (s.compare(at, needle.size(), needle) == 0) return at;
+    limit = at;
+  }
+  return npos;
+}
+
 }  // namespace
 
 double bleu1(std::string_view reference, std::string_view hypothesis) {
-  std::string ref_buf, hyp_buf;
-  const auto ref = bleu_words(reference, ref_buf);
-  const auto hyp = bleu_words(hypothesis, hyp_buf);
-  // Clipped unigram matches: sum over words of min(count in hyp, count in ref).
-  std::unordered_map<std::string_view, std::int64_t> budget;
-  budget.reserve(ref.size());
-  for (const auto w : ref) ++budget[w];
+  thread_local std::vector<std::string_view> ref, hyp;
+  bleu_words(reference, ref);
+  bleu_words(hypothesis, hyp);
+  // Clipped unigram matches: sum over words of min(count in hyp, count in ref), found by
+  // spending each reference word's budget. Short references (the usual case) use a flat table.
   std::int64_t matches = 0;
-  for (const auto w : hyp) {
-    const auto it = budget.find(w);
-    if (it != budget.end() && it->second > 0) {
-      --it->second;
-      ++matches;
+  constexpr std::size_t kFlat = 32;
+  if (ref.size() <= kFlat) {
+    std::string_view word[kFlat];
+    std::int64_t budget[kFlat];
+    std::size_t unique = 0;
+    for (const auto w : ref) {
+      std::size_t k = 0;
+      while (k < unique && !same_word(word[k], w)) ++k;
+      if (k == unique) {
+        word[unique] = w;
+        budget[unique++] = 0;
+      }
+      ++budget[k];
+    }
+    for (const auto w : hyp) {
+      for (std::size_t k = 0; k < unique; ++k) {
+        if (budget[k] > 0 && same_word(word[k], w)) {
+          --budget[k];
+          ++matches;
+          break;
+        }
+        if (same_word(word[k], w)) break;
+      }
+    }
+  } else {
+    std::unordered_map<std::string, std::int64_t> budget;
+    budget.reserve(ref.size());
+    for (const auto w : ref) ++budget[lowered(w)];
+    for (const auto w : hyp) {
+      const auto it = budget.find(lowered(w));
+      if (it != budget.end() && it->second > 0) {
+        --it->second;
+        ++matches;
+      }
     }
   }
   if (matches == 0) return 0.0;
@@ -156,14 +225,14 @@ double think_format_reward(std::string_view s) {
   double reward = 0.0;
   std::size_t base = 0;
   for (const auto key : keys) {
-    const std::size_t last = s.rfind(key);
+    const std::size_t last = last_occurrence(s, key);
     if (last != npos && last >= base) {
       reward += 1.0;
       base = last + key.size();
     }
   }
   if (reward == 4.0) {
-    const std::size_t b = s.rfind("<think>") + 7;
+    const std::size_t b = last_occurrence(s, "<think>") + 7;
     std::size_t e = s.find("</think>", b);
     if (e == npos) e = s.size();
     std::string_view inside = s.substr(b, e - b);
@@ -183,7 +252,7 @@ double think_format_reward(std::string_view s) {
     // len(inside) > 1 and the normalised text has a ' ' (an original ' ' or a replaced character).
     std::size_t chars = 0;
     bool has_space = false;
-    for (std::size_t i = 0; i < inside.size();) {
+    for (std::size_t i = 0; i < inside.size() && !(chars > 1 && has_space);) {
       const std::uint32_t cp = unicode::decode(inside, i);
       ++chars;
       const bool alnum = cp < 0x80 && unicode::is_ascii_alnum(static_cast<unsigned char>(cp));
@@ -196,12 +265,13 @@ double think_format_reward(std::string_view s) {
 
 double repetition_reward(const RewardInput& in) {
   double word_score = 1.0;
-  const auto words = split_words(in.completion);
+  thread_local std::vector<std::string_view> words;
+  split_words(in.completion, words);
   const std::size_t w = words.size();
   if (!in.completion.empty() && w >= static_cast<std::size_t>(kNgram)) {
     word_score = repeat_score(w, w - kNgram, [&](std::size_t j) {
       for (std::size_t k = 0; k < static_cast<std::size_t>(kNgram); ++k)
-        if (words[j + k] != words[j + kNgram + k]) return false;
+        if (!same_bytes(words[j + k], words[j + kNgram + k])) return false;
       return true;
     });
   }

@@ -23,6 +23,13 @@ bool is_blank(unsigned char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
 bool scan_decimals(std::string_view s, std::size_t& j) {
   std::size_t count = 0;
   while (j < s.size()) {
+    const auto c = static_cast<unsigned char>(s[j]);
+    if (c < 0x80) {
+      if (!unicode::is_ascii_digit(c)) break;
+      ++j;
+      ++count;
+      continue;
+    }
     std::size_t t = j;
     if (!unicode::is_decimal(decode(s, t))) break;
     j = t;
@@ -224,21 +231,34 @@ std::size_t count_occurrences(std::string_view text, std::string_view needle, st
 }
 
 std::size_t count_official_boxes(std::string_view s) {
+  // A match starts at a decimal digit whose previous character is not a word character (\b).
+  // Only ASCII digits and non-ASCII bytes can start one, so everything else is skipped in a
+  // tight loop and the previous character is looked at only when needed.
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
   std::size_t count = 0, i = 0;
-  std::uint32_t prev = unicode::kNone;
-  while (i < s.size()) {
+  while (i < n) {
+    while (i < n && p[i] < 0x80 && !unicode::is_ascii_digit(p[i])) ++i;
+    if (i >= n) break;
     const std::size_t start = i;
-    const std::uint32_t cp = decode(s, i);
-    if (unicode::is_decimal(cp) && (prev == unicode::kNone || !unicode::is_word(prev))) {
-      std::size_t end = 0;
-      if (match_official_box(s, start, end)) {
-        ++count;
-        i = end;
-        prev = unicode::decode_before(s, end);
-        continue;
-      }
+    bool digit;
+    if (p[i] < 0x80) {
+      digit = true;
+      ++i;
+    } else {
+      digit = unicode::is_decimal(decode(s, i));
     }
-    prev = cp;
+    if (!digit) continue;
+    const std::uint32_t prev = unicode::decode_before(s, start);
+    if (prev != unicode::kNone && unicode::is_word(prev)) {
+      // Inside a word: no match can start before the end of this run of word characters.
+      continue;
+    }
+    std::size_t end = 0;
+    if (match_official_box(s, start, end)) {
+      ++count;
+      i = end;
+    }
   }
   return count;
 }
