@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 # A finite stand-in for -inf as the running max, so that exp(m_old - m_new) never sees -inf - -inf.
-_MIN_F32 = -3.4028234663852886e38
+_MIN_F32 = tl.constexpr(-3.4028234663852886e38)
 
 
 @triton.jit
