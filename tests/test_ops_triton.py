@@ -1,7 +1,7 @@
 """Triton loss kernels against their plain-torch twins: loss, metrics and gradients.
 
 Runs on CPU through Triton's interpreter (``TRITON_INTERPRET=1``, set before triton is imported) with
-tiny grids; on a GPU runner the same comparisons run on CUDA tensors.
+tiny grids; where CUDA is available the same comparisons run on CUDA tensors instead.
 """
 
 from __future__ import annotations
@@ -23,11 +23,18 @@ from .conftest import require_triton_interpreter  # noqa: E402
 
 N, G, T, V = 6, 3, 37, 1000
 LOSS_TYPES = ["grpo", "bnpo", "dr_grpo", "dapo"]
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.fixture
 def triton_cpu():
-    require_triton_interpreter()
+    """Kernels can run here: on the GPU, or on CPU through the interpreter."""
+    if DEVICE == "cpu":
+        require_triton_interpreter()
+
+
+def _zeros(*shape):
+    return torch.zeros(*shape, device=DEVICE)
 
 
 def _inputs(seed=0, n=N, t=T, spread=0.3, dtype=torch.float32):
@@ -42,7 +49,9 @@ def _inputs(seed=0, n=N, t=T, spread=0.3, dtype=torch.float32):
     rewards[:G] = 0.5  # a group of equal rewards: A = 0 exactly
     mask = torch.rand(n, t, generator=g) > 0.25
     mask[n - 2] = False
-    return logp.to(dtype), old.to(dtype), ref.to(dtype), rewards, mask
+    return tuple(
+        x.to(DEVICE) for x in (logp.to(dtype), old.to(dtype), ref.to(dtype), rewards, mask)
+    )
 
 
 def _both(fn, x, *args, **kwargs):
@@ -76,8 +85,8 @@ def test_grpo_loss_matches_reference(triton_cpu, loss_type, with_old, with_ref):
     (fast, g_fast), (slow, g_slow) = _both(grpo_loss, logp, rewards, mask, **kw)
     _assert_outputs_close(fast, slow)
     torch.testing.assert_close(g_fast, g_slow)
-    assert torch.equal(fast.advantages[:G], torch.zeros(G))
-    assert torch.equal(g_fast[N - 2], torch.zeros(T))  # the all-masked row
+    assert torch.equal(fast.advantages[:G], _zeros(G))
+    assert torch.equal(g_fast[N - 2], _zeros(T))  # the all-masked row
     if with_old:
         assert 0.05 < fast.clip_fraction.item() < 0.95  # the clip is really exercised
 
@@ -97,37 +106,37 @@ def test_group_size_one_and_unscaled_advantages(triton_cpu, scale_rewards):
     logp, old, ref, rewards, mask = _inputs()
     kw = dict(group_size=1, old_logp=old, ref_logp=ref, scale_rewards=scale_rewards)
     (fast, g_fast), (slow, g_slow) = _both(grpo_loss, logp, rewards, mask, **kw)
-    assert torch.equal(fast.advantages, torch.zeros(N))
+    assert torch.equal(fast.advantages, _zeros(N))
     _assert_outputs_close(fast, slow)
     torch.testing.assert_close(g_fast, g_slow)
 
 
 def test_everything_masked_gives_zero_not_nan(triton_cpu):
     logp, old, _, rewards, _ = _inputs()
-    mask = torch.zeros(N, T, dtype=torch.bool)
+    mask = torch.zeros(N, T, dtype=torch.bool, device=DEVICE)
     for loss_type in ("grpo", "bnpo"):
         (fast, g_fast), _ = _both(
             grpo_loss, logp, rewards, mask, group_size=G, old_logp=old, loss_type=loss_type
         )
         assert fast.loss.item() == 0.0 and fast.clip_fraction.item() == 0.0
-        assert torch.equal(g_fast, torch.zeros(N, T))
+        assert torch.equal(g_fast, _zeros(N, T))
 
 
 @pytest.mark.parametrize("values", [[0.1, 0.1, 0.1], [1 / 3] * 3, [1.0, 0.0, 0.0], [2.0, 2.5, 7.0]])
 @pytest.mark.parametrize("scale", [True, False])
 def test_group_advantages_fast_matches_reference(impl, values, scale):
-    rewards = torch.tensor(values * 2 + [0.0, 1.0, 3.0])
+    rewards = torch.tensor(values * 2 + [0.0, 1.0, 3.0], device=DEVICE)
     got = group_advantages(rewards, 3, scale=scale)
     want = reference.group_advantages(rewards, 3, scale=scale)
     torch.testing.assert_close(got, want)
     if len(set(values)) == 1:
-        assert torch.equal(got[:6], torch.zeros(6))
+        assert torch.equal(got[:6], _zeros(6))
 
 
 def test_group_advantages_with_zero_eps_and_equal_rewards(impl):
-    adv = group_advantages(torch.tensor([3.0, 3.0, 1.0, 2.0]), 2, eps=0.0)
-    assert torch.equal(adv[:2], torch.zeros(2))  # 0 / 0 is defined as 0, not NaN
-    torch.testing.assert_close(adv[2:], torch.tensor([-0.5, 0.5]) / (0.5**0.5))
+    adv = group_advantages(torch.tensor([3.0, 3.0, 1.0, 2.0], device=DEVICE), 2, eps=0.0)
+    assert torch.equal(adv[:2], _zeros(2))  # 0 / 0 is defined as 0, not NaN
+    torch.testing.assert_close(adv[2:].cpu(), torch.tensor([-0.5, 0.5]) / (0.5**0.5))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -163,7 +172,7 @@ def _logits(seed=0, n=N, t=T, v=V, dtype=torch.float32):
     logits[0, 2, 3] = -1e4  # a tiny chosen logit
     ids[0, 2] = 3
     logits[1, :, v // 2 :] = float("-inf")  # masked vocabulary
-    return logits.to(dtype), ids
+    return logits.to(dtype).to(DEVICE), ids.to(DEVICE)
 
 
 def _torch_logprob(logits, ids, temperature=1.0):
@@ -178,11 +187,11 @@ def test_selective_log_softmax_matches_torch(triton_cpu, temperature):
         got = selective_log_softmax(x, ids, temperature)
     want = _torch_logprob(x, ids, temperature)
     torch.testing.assert_close(got, want)
-    g = torch.randn(N, T, generator=torch.Generator().manual_seed(1))
+    g = torch.randn(N, T, generator=torch.Generator().manual_seed(1)).to(DEVICE)
     (grad,) = torch.autograd.grad((got * g).sum(), x)
     (want_grad,) = torch.autograd.grad((want * g).sum(), x)
     torch.testing.assert_close(grad, want_grad)
-    assert torch.equal(grad[1, :, V // 2 :], torch.zeros(T, V - V // 2))
+    assert torch.equal(grad[1, :, V // 2 :], _zeros(T, V - V // 2))
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -207,10 +216,11 @@ def test_grpo_loss_from_logits_matches_reference(triton_cpu, loss_type, with_old
     logp = _torch_logprob(logits, ids, temperature)
     _, _, _, rewards, mask = _inputs(seed=3)
     g = torch.Generator().manual_seed(4)
+    noise = [0.3 * torch.randn(N, T, generator=g).to(DEVICE) for _ in range(2)]
     kw = dict(
         group_size=G,
-        old_logp=logp + 0.3 * torch.randn(N, T, generator=g) if with_old else None,
-        ref_logp=logp + 0.3 * torch.randn(N, T, generator=g) if with_ref else None,
+        old_logp=logp + noise[0] if with_old else None,
+        ref_logp=logp + noise[1] if with_ref else None,
         loss_type=loss_type,
         normalizer=torch.tensor(99.0),
         temperature=temperature,
@@ -218,7 +228,7 @@ def test_grpo_loss_from_logits_matches_reference(triton_cpu, loss_type, with_old
     (fast, g_fast), (slow, g_slow) = _both(grpo_loss_from_logits, logits, ids, rewards, mask, **kw)
     _assert_outputs_close(fast, slow)
     torch.testing.assert_close(g_fast, g_slow)
-    assert torch.equal(g_fast[N - 2], torch.zeros(T, V))  # all-masked row
+    assert torch.equal(g_fast[N - 2], _zeros(T, V))  # all-masked row
 
 
 def test_grpo_loss_from_logits_bf16_and_inplace_backward(triton_cpu):
@@ -244,9 +254,11 @@ def test_grpo_loss_from_logits_bf16_and_inplace_backward(triton_cpu):
 
 def test_public_ops_run_under_both_backends(impl):
     logits, ids = _logits(seed=7, n=2, t=4, v=50)
-    rewards = torch.tensor([1.0, 0.0])
-    out = grpo_loss_from_logits(logits, ids, rewards, torch.ones(2, 4), group_size=2)
+    rewards = torch.tensor([1.0, 0.0], device=DEVICE)
+    mask = torch.ones(2, 4, device=DEVICE)
+    out = grpo_loss_from_logits(logits, ids, rewards, mask, group_size=2)
     logp = selective_log_softmax(logits, ids)
-    again = grpo_loss(logp, rewards, torch.ones(2, 4), group_size=2)
+    again = grpo_loss(logp, rewards, mask, group_size=2)
     torch.testing.assert_close(out.loss, again.loss)
-    torch.testing.assert_close(out.advantages, torch.tensor([1.0, -1.0]) / (1 / 2**0.5 * 2 + 2e-4))
+    want = torch.tensor([1.0, -1.0]) / (1 / 2**0.5 * 2 + 2e-4)
+    torch.testing.assert_close(out.advantages.cpu(), want)

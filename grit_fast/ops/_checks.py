@@ -113,7 +113,7 @@ def check_logits_ids(logits: Any, ids: Any, temperature: float) -> None:
         raise ValueError("logits has an empty vocabulary dimension (V = 0)")
     if ids.numel():
         # One host sync: an out-of-range id would read outside the logits row in a kernel.
-        lo, hi = int(ids.min()), int(ids.max())
+        lo, hi = torch.stack([ids.min(), ids.max()]).tolist()
         if lo < 0 or hi >= vocab:
             raise ValueError(
                 f"ids must lie in [0, {vocab}) (the vocabulary), got range [{lo}, {hi}]"
