@@ -27,8 +27,10 @@ using F64Array = py::array_t<double>;
 // The UTF-8 bytes of a list of str, kept alive for a GIL-free section. A str holding lone
 // surrogates (which strict UTF-8 cannot encode) is encoded with "surrogatepass".
 struct Utf8Batch {
-  std::vector<py::object> keep;
+  std::vector<py::object> keep;     // the str objects (stable even if the list changes)
+  std::vector<py::object> encoded;  // surrogatepass encodings, where needed
   std::vector<std::string_view> views;
+  std::vector<char> ascii;  // byte offsets are character offsets
 };
 
 Utf8Batch utf8_batch(const py::handle& seq, const char* name) {
@@ -39,6 +41,7 @@ Utf8Batch utf8_batch(const py::handle& seq, const char* name) {
   const Py_ssize_t n = PyList_GET_SIZE(seq.ptr());
   batch.keep.reserve(static_cast<std::size_t>(n));
   batch.views.reserve(static_cast<std::size_t>(n));
+  batch.ascii.reserve(static_cast<std::size_t>(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* item = PyList_GET_ITEM(seq.ptr(), i);
     if (!PyUnicode_Check(item))
@@ -46,17 +49,17 @@ Utf8Batch utf8_batch(const py::handle& seq, const char* name) {
                            Py_TYPE(item)->tp_name);
     Py_ssize_t size = 0;
     const char* data = PyUnicode_AsUTF8AndSize(item, &size);
-    if (data != nullptr) {
-      batch.keep.push_back(py::reinterpret_borrow<py::object>(item));
-    } else {
+    batch.keep.push_back(py::reinterpret_borrow<py::object>(item));
+    if (data == nullptr) {
       PyErr_Clear();
       PyObject* bytes = PyUnicode_AsEncodedString(item, "utf-8", "surrogatepass");
       if (bytes == nullptr) throw py::error_already_set();
-      batch.keep.push_back(py::reinterpret_steal<py::object>(bytes));
+      batch.encoded.push_back(py::reinterpret_steal<py::object>(bytes));
       data = PyBytes_AS_STRING(bytes);
       size = PyBytes_GET_SIZE(bytes);
     }
     batch.views.emplace_back(data, static_cast<std::size_t>(size));
+    batch.ascii.push_back(static_cast<char>(PyUnicode_IS_ASCII(item)));
   }
   return batch;
 }
@@ -201,7 +204,10 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
         cols[3][i] = r.answer_bleu;
       }
       requests[i] = grit::judge_request(in.completion, in.dataset);
-      if (requests[i].needed) {
+      if (requests[i].needed && texts.ascii[i]) {
+        char_begin[i] = static_cast<std::int64_t>(requests[i].begin);
+        char_end[i] = static_cast<std::int64_t>(requests[i].end);
+      } else if (requests[i].needed) {
         grit::unicode::CharIndex chars(in.completion);
         char_begin[i] = chars(requests[i].begin);
         char_end[i] = chars(requests[i].end);
@@ -214,18 +220,19 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
   std::size_t judged = 0;
   for (const auto& r : requests) judged += r.needed;
   I64Array index(static_cast<py::ssize_t>(judged));
-  I64Array spans({static_cast<py::ssize_t>(judged), py::ssize_t{2}});
+  py::list predictions(judged);
   auto idx = index.mutable_unchecked<1>();
-  auto sp = spans.mutable_unchecked<2>();
   py::ssize_t j = 0;
   for (std::size_t i = 0; i < n; ++i) {
     if (!requests[i].needed) continue;
     idx(j) = static_cast<std::int64_t>(i);
-    sp(j, 0) = char_begin[i];
-    sp(j, 1) = char_end[i];
+    PyObject* text = texts.keep[i].ptr();
+    PyObject* piece = PyUnicode_Substring(text, char_begin[i], char_end[i]);
+    if (piece == nullptr) throw py::error_already_set();
+    PyList_SET_ITEM(predictions.ptr(), j, piece);  // steals the reference
     ++j;
   }
-  return py::make_tuple(components, index, spans);
+  return py::make_tuple(components, index, predictions);
 }
 
 void bind(py::module_& m) {
@@ -238,7 +245,7 @@ void bind(py::module_& m) {
         py::arg("datasets"), py::arg("ids_flat"), py::arg("ids_offsets"), py::arg("preset"),
         py::arg("pad_token_id"), py::arg("int_max_str_digits"), py::arg("num_threads") = 0,
         "Judge-free reward components of a preset (GIL released): (components dict of float64 "
-        "(N,), judge_index int64 (J,), predicted-answer character spans int64 (J, 2)).");
+        "(N,), judge_index int64 (J,), the J predicted answers as str).");
   m.def("bleu1", [](const std::string& reference, const std::string& hypothesis) {
     return grit::bleu1(reference, hypothesis);
   }, "BLEU-1 of two texts after the official normalisation (for tests).");

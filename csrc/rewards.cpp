@@ -46,27 +46,22 @@ std::string lowered(std::string_view w) {
   return out;
 }
 
-// Words of Python's str.split() (runs of non-whitespace code points). Printable ASCII, the bulk
-// of any completion, is never whitespace, so runs of it are skipped without classifying.
+// Words of Python's str.split() (runs of non-whitespace code points). Blocks of 64 ASCII bytes
+// are classified at once and their word starts/ends read off a bit mask; blocks holding other
+// bytes are decoded character by character.
 void split_words(std::string_view s, std::vector<std::string_view>& words) {
   words.clear();
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const std::size_t n = s.size();
   std::size_t i = 0, start = npos;
-  while (i < n) {
-    if (p[i] > 0x20 && p[i] < 0x80) {
-      if (start == npos) start = i;
-      ++i;
-      while (i < n && p[i] > 0x20 && p[i] < 0x80) ++i;
-      continue;
-    }
-    const std::size_t at = i;
+  const auto step = [&](std::size_t& k) {
+    const std::size_t at = k;
     bool space;
-    if (p[i] < 0x80) {
-      space = unicode::is_space(p[i]);
-      ++i;
+    if (p[k] < 0x80) {
+      space = unicode::is_space(p[k]);
+      ++k;
     } else {
-      space = unicode::is_space(unicode::decode(s, i));
+      space = unicode::is_space(unicode::decode(s, k));
     }
     if (space) {
       if (start != npos) words.emplace_back(s.data() + start, at - start);
@@ -74,12 +69,46 @@ void split_words(std::string_view s, std::vector<std::string_view>& words) {
     } else if (start == npos) {
       start = at;
     }
+  };
+#if defined(__SSE2__)
+  while (i + 64 <= n) {
+    std::uint64_t space = 0, high = 0;
+    for (int k = 0; k < 4; ++k) {
+      unsigned h, w;
+      unicode::classify16(p + i + 16 * k, h, w);
+      high |= static_cast<std::uint64_t>(h) << (16 * k);
+      space |= static_cast<std::uint64_t>(w) << (16 * k);
+    }
+    if (high != 0) {
+      const std::size_t end = i + 64;
+      while (i < end) step(i);
+      continue;
+    }
+    const std::uint64_t word = ~space;
+    // A set bit marks a change between word and space at that byte.
+    std::uint64_t changes = word ^ ((word << 1) | (start != npos ? 1u : 0u));
+    while (changes != 0) {
+      const int t = __builtin_ctzll(changes);
+      changes &= changes - 1;
+      const std::size_t at = i + static_cast<std::size_t>(t);
+      if ((word >> t) & 1u) {
+        start = at;
+      } else {
+        words.emplace_back(s.data() + start, at - start);
+        start = npos;
+      }
+    }
+    i += 64;
   }
+#endif
+  while (i < n) step(i);
   if (start != npos) words.emplace_back(s.data() + start, n - start);
 }
 
+// Words from split_words are never empty; most unequal pairs differ in size or first byte.
 inline bool same_bytes(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && (a.empty() || (a[0] == b[0] && std::memcmp(a.data(), b.data(), a.size()) == 0));
+  return a.size() == b.size() && a[0] == b[0] &&
+         std::memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
 // Released loop: for j in range(last_start): compare seq[j:j+8] with seq[j+8:j+16].

@@ -238,7 +238,7 @@ std::size_t count_official_boxes(std::string_view s) {
   const std::size_t n = s.size();
   std::size_t count = 0, i = 0;
   while (i < n) {
-    while (i < n && p[i] < 0x80 && !unicode::is_ascii_digit(p[i])) ++i;
+    i = unicode::next_digit_or_high(p, i, n);
     if (i >= n) break;
     const std::size_t start = i;
     bool digit;

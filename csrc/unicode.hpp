@@ -10,6 +10,10 @@
 
 #include "unicode_tables.hpp"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace grit::unicode {
 
 inline constexpr std::uint32_t kInvalid = 0xFFFFFFFFu;
@@ -114,6 +118,40 @@ inline std::uint32_t decode_before(std::string_view s, std::size_t i) {
   std::size_t j = start;
   const std::uint32_t cp = decode(s, j);
   return j == i ? cp : kInvalid;
+}
+
+#if defined(__SSE2__)
+// Bit k set where byte p[k] (k < 16) is >= 0x80, and where it is ASCII whitespace (\s).
+inline void classify16(const unsigned char* p, unsigned& high, unsigned& space) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  high = static_cast<unsigned>(_mm_movemask_epi8(b));
+  // Signed compares: bytes >= 0x80 are negative, but callers only use `space` when high == 0.
+  const __m128i le20 = _mm_cmplt_epi8(b, _mm_set1_epi8(0x21));
+  const __m128i lt09 = _mm_cmplt_epi8(b, _mm_set1_epi8(0x09));
+  const __m128i mid = _mm_and_si128(_mm_cmpgt_epi8(b, _mm_set1_epi8(0x0D)),
+                                    _mm_cmplt_epi8(b, _mm_set1_epi8(0x1C)));
+  space = static_cast<unsigned>(_mm_movemask_epi8(_mm_andnot_si128(_mm_or_si128(lt09, mid), le20)));
+}
+
+// Bit k set where byte p[k] (k < 16) is an ASCII digit or >= 0x80.
+inline unsigned digit_or_high16(const unsigned char* p) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(b, _mm_set1_epi8('0' - 1)),
+                                      _mm_cmplt_epi8(b, _mm_set1_epi8('9' + 1)));
+  return static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(digit, b)));
+}
+#endif
+
+// The first i' >= i holding an ASCII digit or a byte >= 0x80 (n if none).
+inline std::size_t next_digit_or_high(const unsigned char* p, std::size_t i, std::size_t n) {
+#if defined(__SSE2__)
+  for (; i + 16 <= n; i += 16) {
+    const unsigned m = digit_or_high16(p + i);
+    if (m != 0) return i + static_cast<std::size_t>(__builtin_ctz(m));
+  }
+#endif
+  while (i < n && p[i] < 0x80 && !(p[i] >= '0' && p[i] <= '9')) ++i;
+  return i;
 }
 
 // Converts byte offsets into Python character offsets, cheaply for nearby successive queries.

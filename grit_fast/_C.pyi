@@ -28,9 +28,9 @@ def score_rewards(
     pad_token_id: int | None,
     int_max_str_digits: int,
     num_threads: int = 0,
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
     """Judge-free components of preset 'official' or 'paper' (answer_accuracy left at 0), the
-    indices (J,) the judge must score and their predicted-answer character spans (J, 2). GIL released."""
+    indices (J,) the judge must score and their J predicted answers. GIL released."""
 
 def bleu1(reference: str, hypothesis: str) -> float:
     """NLTK sentence BLEU-1 (no smoothing) of two texts after the official normalisation."""

@@ -67,7 +67,7 @@ def score_rewards(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
     """Compiled twin of :func:`grit_fast.rewards.reference.score_rewards`."""
     flat, offsets = (None, None) if completion_ids is None else completion_ids
-    components, index, spans = _dispatch.require_compiled().score_rewards(
+    components, index, predictions = _dispatch.require_compiled().score_rewards(
         completions,
         answers,
         datasets,
@@ -78,9 +78,6 @@ def score_rewards(
         reference.int_max_str_digits(),
         num_threads,
     )
-    predictions = [
-        completions[i][b:e] for i, (b, e) in zip(index.tolist(), spans.tolist(), strict=True)
-    ]
     foreign = _foreign(completions) + _foreign(answers)
     if foreign:
         return _patch(

@@ -37,6 +37,12 @@ def validate_scores(scores: object, expected: int, judge: object) -> np.ndarray:
         ) from None
     if len(values) != expected:
         raise ValueError(f"judge {name} returned {len(values)} scores for {expected} samples")
+    try:  # the common case in one vectorised pass; the loop below names the first bad score
+        fast = np.asarray(values, dtype=np.float64)
+        if fast.shape == (expected,) and bool(np.all((fast >= 0.0) & (fast <= 1.0))):
+            return fast
+    except (TypeError, ValueError):
+        pass
     out = np.empty(expected, dtype=np.float64)
     for i, v in enumerate(values):
         try:
@@ -148,15 +154,9 @@ class RuleJudge:
                 f"RuleJudge: {len(questions)} questions, {len(answers)} answers and "
                 f"{len(predictions)} predictions; expected equal lengths"
             )
-        cache: dict[tuple[str, str], float] = {}
-        out = []
-        for a, p in zip(answers, predictions, strict=True):
-            key = (a, p)
-            score = cache.get(key)
-            if score is None:
-                score = cache[key] = rule_score(a, p)
-            out.append(score)
-        return out
+        pairs = list(zip(answers, predictions, strict=True))
+        scores = {pair: rule_score(*pair) for pair in set(pairs)}
+        return [scores[pair] for pair in pairs]
 
     def __repr__(self) -> str:
         return "RuleJudge()"
