@@ -105,10 +105,30 @@ void split_words(std::string_view s, std::vector<std::string_view>& words) {
   if (start != npos) words.emplace_back(s.data() + start, n - start);
 }
 
-// Words from split_words are never empty; most unequal pairs differ in size or first byte.
-inline bool same_bytes(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && a[0] == b[0] &&
-         std::memcmp(a.data(), b.data(), a.size()) == 0;
+// A word's length and first 8 bytes in one integer: unequal words almost always differ here, so
+// comparing 8-grams is mostly integer compares. Words of up to 8 bytes are equal exactly when
+// their fingerprints are.
+void fingerprints(std::string_view s, const std::vector<std::string_view>& words,
+                  std::vector<std::uint64_t>& out) {
+  out.resize(words.size());
+  const char* end = s.data() + s.size();
+  for (std::size_t k = 0; k < words.size(); ++k) {
+    const std::string_view w = words[k];
+    std::uint64_t head = 0;
+    const std::size_t len = w.size() < 8 ? w.size() : 8;
+    if (w.data() + 8 <= end) {
+      std::memcpy(&head, w.data(), 8);
+      // Keep only the word's own bytes (the low-address ones).
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+      if (len < 8) head &= ~std::uint64_t{0} << (8 * (8 - len));
+#else
+      if (len < 8) head &= (std::uint64_t{1} << (8 * len)) - 1;
+#endif
+    } else {
+      std::memcpy(&head, w.data(), len);
+    }
+    out[k] = head ^ (static_cast<std::uint64_t>(w.size()) * 0x9E3779B97F4A7C15ull);
+  }
 }
 
 // Released loop: for j in range(last_start): compare seq[j:j+8] with seq[j+8:j+16].
@@ -295,12 +315,17 @@ double think_format_reward(std::string_view s) {
 double repetition_reward(const RewardInput& in) {
   double word_score = 1.0;
   thread_local std::vector<std::string_view> words;
+  thread_local std::vector<std::uint64_t> fp;
   split_words(in.completion, words);
   const std::size_t w = words.size();
   if (!in.completion.empty() && w >= static_cast<std::size_t>(kNgram)) {
+    fingerprints(in.completion, words, fp);
     word_score = repeat_score(w, w - kNgram, [&](std::size_t j) {
-      for (std::size_t k = 0; k < static_cast<std::size_t>(kNgram); ++k)
-        if (!same_bytes(words[j + k], words[j + kNgram + k])) return false;
+      for (std::size_t k = 0; k < static_cast<std::size_t>(kNgram); ++k) {
+        const std::size_t a = j + k, b = j + kNgram + k;
+        if (fp[a] != fp[b]) return false;
+        if (words[a].size() > 8 && words[a] != words[b]) return false;
+      }
       return true;
     });
   }
@@ -317,7 +342,8 @@ double repetition_reward(const RewardInput& in) {
     }
     if (len >= static_cast<std::size_t>(2 * kNgram)) {
       token_score = repeat_score(len, len - 2 * kNgram + 1, [&](std::size_t j) {
-        return std::memcmp(in.ids + j, in.ids + j + kNgram, kNgram * sizeof(std::int64_t)) == 0;
+        return in.ids[j] == in.ids[j + kNgram] &&
+               std::memcmp(in.ids + j, in.ids + j + kNgram, kNgram * sizeof(std::int64_t)) == 0;
       });
     }
   }
