@@ -233,3 +233,12 @@ def test_bad_ids_are_named():
         R.selective_log_softmax(torch.zeros(1, 2, 7), torch.zeros(1, 2))
     with pytest.raises(ValueError, match="temperature"):
         R.selective_log_softmax(torch.zeros(1, 2, 7), torch.zeros(1, 2, dtype=torch.long), 0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_selective_log_softmax_leaves_its_input_alone(dtype):
+    logits = torch.randn(2, 3, 17, dtype=dtype, requires_grad=True)
+    before = logits.detach().clone()
+    out = R.selective_log_softmax(logits, torch.zeros(2, 3, dtype=torch.long), 0.5)
+    out.sum().backward()
+    assert torch.equal(logits.detach(), before)

@@ -170,12 +170,12 @@ class ChunkedSelectiveLogSoftmax(torch.autograd.Function):
         log_sum = torch.empty(rows, dtype=torch.float32, device=logits.device)
         step = max(1, CHUNK_ELEMENTS // vocab)
         for s in range(0, rows, step):
-            x = flat[s : s + step].float()
+            x = flat[s : s + step].to(torch.float32, copy=True)  # a copy: updated in place below
             if temperature != 1.0:
-                x = x / temperature
+                x.div_(temperature)
             m = x.amax(dim=-1, keepdim=True)
             m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-            x = x - m
+            x.sub_(m)
             row_max[s : s + step] = m.squeeze(1)
             log_sum[s : s + step] = torch.logsumexp(x, dim=-1)
             out[s : s + step] = x.gather(1, idx[s : s + step]).squeeze(1) - log_sum[s : s + step]
@@ -196,12 +196,12 @@ class ChunkedSelectiveLogSoftmax(torch.autograd.Function):
         g = grad_out.reshape(-1, 1).float()  # [R, 1]
         step = max(1, CHUNK_ELEMENTS // vocab)
         for s in range(0, flat.shape[0], step):
-            x = flat[s : s + step].float()
+            # one fp32 temporary per chunk, updated in place: p = exp(x/τ - max - log-sum)
+            d = flat[s : s + step].to(torch.float32, copy=True)
             if tau != 1.0:
-                x = x / tau
-            x = x - row_max[s : s + step, None] - log_sum[s : s + step, None]
-            d = torch.exp(x).mul_(-g[s : s + step])
-            d.scatter_add_(1, idx[s : s + step], g[s : s + step])
+                d.div_(tau)
+            d.sub_(row_max[s : s + step, None]).sub_(log_sum[s : s + step, None]).exp_()
+            d.mul_(-g[s : s + step]).scatter_add_(1, idx[s : s + step], g[s : s + step])
             if tau != 1.0:
                 d.div_(tau)
             grad[s : s + step] = d
