@@ -33,6 +33,8 @@ _PUBLIC: dict[str, str] = {
     "adapter_for": "grit_fast.models",
     # evaluation and pictures
     "OpenAIJudge": "grit_fast.rewards.openai_judge",
+    "evaluate": "grit_fast.evaluate",
+    "score_predictions": "grit_fast.evaluate",
     # demo and synthetic data
 }
 

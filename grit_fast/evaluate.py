@@ -1,0 +1,274 @@
+"""Evaluation: generate with a model (or take saved completions), score, and write metrics.
+
+* :func:`evaluate` - greedy, batched, resumable generation over GRIT JSONL data with a progress bar,
+  then :func:`score_predictions`. Under ``torchrun`` each rank generates the samples ``i`` with
+  ``i % world_size == rank``; rank 0 gathers every prediction, orders them by index and computes the
+  metrics once, so they do not depend on the process count or the batch size.
+* :func:`score_predictions` - the model-free half (``grit-fast score``): recompute every derived
+  field of saved predictions (from any system: only ``completion`` and ``answer`` are required) and
+  the metrics of :mod:`grit_fast.eval.metrics`.
+
+Output directory: ``predictions.jsonl`` (one record per sample, ordered by index; fields in
+:mod:`grit_fast.eval.predictions`) and ``metrics.json`` (``{"overall": …, "datasets": {…}}``).
+While generating, each rank appends finished batches to ``generations.rank<r>.jsonl``; a re-run
+skips every index found there, whatever world size wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from grit_fast.eval.metrics import compute_metrics
+from grit_fast.eval.predictions import PredictionError, read_jsonl, score_records, write_jsonl
+
+__all__ = ["evaluate", "score_predictions"]
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS = "predictions.jsonl"
+METRICS = "metrics.json"
+_PARTIAL_GLOB = "generations.rank*.jsonl"
+
+
+def score_predictions(
+    predictions: str | os.PathLike | Sequence[Mapping[str, Any]],
+    judge: Any = None,
+    out_dir: str | os.PathLike | None = None,
+    convention: str | None = None,
+    preset: str = "official",
+) -> dict[str, Any]:
+    """Metrics of saved predictions (a JSONL path or records); writes both files to ``out_dir``.
+
+    ``judge``: a judge callable (default :class:`grit_fast.RuleJudge`); ``convention``: the box frame
+    of records without one (default ``"pixels"``). Records are ordered by ``index`` first.
+    """
+    if isinstance(predictions, (str, os.PathLike)):
+        source = str(predictions)
+        records = read_jsonl(predictions)
+    else:
+        source, records = "<predictions>", [dict(r) for r in predictions]
+    for i, r in enumerate(records):
+        r.setdefault("index", i)
+    records.sort(key=lambda r: r["index"])
+    scored = score_records(
+        records, judge=judge, convention=convention, preset=preset, source=source
+    )
+    metrics = compute_metrics(scored)
+    if out_dir is not None:
+        out = Path(out_dir)
+        write_jsonl(out / PREDICTIONS, scored)
+        _write_json(out / METRICS, metrics)
+    return metrics
+
+
+def _write_json(path: Path, value: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _rank_world() -> tuple[int, int]:
+    try:
+        import torch.distributed as dist
+    except ImportError:
+        return 0, 1
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def _done(out: Path) -> dict[int, dict[str, Any]]:
+    """Generations already written by any rank of any earlier run, by index."""
+    done: dict[int, dict[str, Any]] = {}
+    for path in sorted(out.glob(_PARTIAL_GLOB)):
+        with path.open(encoding="utf-8") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                    done[int(record["index"])] = record
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by an interruption: generated again
+    return done
+
+
+def _load_data(data, image_root) -> list[Any]:
+    from grit_fast.data import load_grit_jsonl, records_from_dicts
+
+    if isinstance(data, (str, os.PathLike)):
+        data = [data]
+    records: list[Any] = []
+    for item in data:
+        if isinstance(item, (str, os.PathLike)):
+            records += load_grit_jsonl(item, image_root=image_root)
+        else:
+            records += records_from_dicts([item], image_root=image_root)
+    return records
+
+
+def _load_model(model: Any, processor: Any) -> tuple[Any, Any]:
+    """(model, processor) from objects or a saved model directory."""
+    if not isinstance(model, (str, os.PathLike)):
+        if processor is None:
+            raise ValueError("evaluate: pass the processor with an in-memory model")
+        return model, processor
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
+
+    from grit_fast.models import family_of
+
+    config = AutoConfig.from_pretrained(model)
+    family = family_of(config)
+    loaded = AutoModelForImageTextToText.from_pretrained(model)
+    if processor is None:
+        if family == "qwen2.5-vl":
+            from grit_fast.models.qwen2_5_vl import build_processor
+
+            processor = build_processor(tokenizer=AutoTokenizer.from_pretrained(model))
+        else:
+            from transformers import AutoProcessor
+
+            processor = AutoProcessor.from_pretrained(model)
+    return loaded, processor
+
+
+def _sample_fields(record: Any, image_root: Any) -> dict[str, Any]:
+    image = record.image
+    if isinstance(image, Path):
+        # Record the path as the data gave it: relative to the image root (default: the file's folder).
+        root = Path(image_root) if image_root is not None else Path(record.source).parent
+        image = str(image.relative_to(root)) if image.is_relative_to(root) else str(image)
+    else:
+        image = None  # an in-memory image has no path to record
+    return {
+        "question": record.question,
+        "answer": record.answer,
+        "image": image,
+        "width": record.width,
+        "height": record.height,
+        "bboxs": record.bboxs,
+        "dataset": record.dataset,
+    }
+
+
+def _completion_length(ids: Sequence[int], stops: set[int], pad: int) -> int:
+    """Tokens generated up to and including the first end token (padding excluded)."""
+    for k, token in enumerate(ids):
+        if token in stops:
+            return k + 1
+    return sum(1 for t in ids if t != pad)
+
+
+def _generate(model, adapter, records, max_new_tokens, do_sample) -> list[tuple[str, int, list]]:
+    import torch
+
+    images = [r.load_image() for r in records]
+    batch = adapter.encode([r.question for r in records], images).to(model.device)
+    with torch.no_grad():
+        out = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=do_sample,
+            pad_token_id=adapter.pad_token_id,
+            eos_token_id=adapter.eos_token_ids,
+        )
+    new = out[:, batch["input_ids"].shape[1] :].tolist()
+    stops = set(adapter.eos_token_ids)
+    results = []
+    for ids, image in zip(new, images, strict=True):
+        n = _completion_length(ids, stops, adapter.pad_token_id)
+        text = adapter.tokenizer.decode(ids[:n], skip_special_tokens=True)
+        cut = text.find("</answer>")  # generation stops at this string (spec §1)
+        if cut >= 0:
+            text = text[: cut + len("</answer>")]
+        results.append((text, n, adapter.model_size(*image.size)))
+    return results
+
+
+def evaluate(
+    model: Any,
+    data: Any,
+    out_dir: str | os.PathLike,
+    processor: Any = None,
+    image_root: str | os.PathLike | None = None,
+    judge: Any = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 1000,
+    do_sample: bool = False,
+    resume: bool = True,
+    preset: str = "official",
+) -> dict[str, Any]:
+    """Generate, score and write metrics (see the module doc); returns the metrics on every rank.
+
+    ``model``: a saved model directory or a loaded model (then pass ``processor``). ``data``: GRIT
+    JSONL path(s) or records; ``image_root`` resolves relative image paths (default: each file's
+    directory). ``judge``: judge callable (default the rule judge). ``resume=False`` discards earlier
+    generations in ``out_dir``.
+    """
+    from tqdm.auto import tqdm
+
+    from grit_fast.models import adapter_for
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out = Path(out_dir)
+    rank, world = _rank_world()
+    records = _load_data(data, image_root)
+    model, processor = _load_model(model, processor)
+    adapter = adapter_for(model, processor)
+    model.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    if rank == 0 and not resume:
+        for path in out.glob(_PARTIAL_GLOB):
+            path.unlink()
+    _barrier()
+    done = _done(out)
+    mine = [i for i in range(len(records)) if i % world == rank and i not in done]
+    if done:
+        log.info("resuming: %d of %d samples already generated", len(done), len(records))
+    partial = out / f"generations.rank{rank}.jsonl"
+    bar = tqdm(total=len(mine), desc=f"eval rank {rank}", disable=rank != 0, unit="sample")
+    if partial.exists() and partial.stat().st_size > 0:
+        with partial.open("rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")  # end a line torn by an interruption before appending to it
+    with partial.open("a", encoding="utf-8") as f:
+        for start in range(0, len(mine), batch_size):
+            chunk = mine[start : start + batch_size]
+            results = _generate(
+                model, adapter, [records[i] for i in chunk], max_new_tokens, do_sample
+            )
+            for i, (text, n_tokens, model_size) in zip(chunk, results, strict=True):
+                row = {"index": i, "completion": text, "completion_tokens": n_tokens}
+                row["convention"] = adapter.coordinate_convention
+                row["model_size"] = None if model_size is None else list(model_size)
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            bar.update(len(chunk))
+    bar.close()
+    _barrier()
+    if rank == 0:
+        generated = _done(out)
+        missing = [i for i in range(len(records)) if i not in generated]
+        if missing:
+            raise PredictionError(f"{out}: no generation for samples {missing[:10]}")
+        rows = [
+            {**_sample_fields(records[i], image_root), **generated[i]} for i in range(len(records))
+        ]
+        metrics = score_predictions(rows, judge=judge, out_dir=out, preset=preset)
+    _barrier()
+    if rank != 0:
+        metrics = json.loads((out / METRICS).read_text(encoding="utf-8"))
+    return metrics
