@@ -30,6 +30,7 @@ __all__ = [
     "build_tiny_qwen2_5_vl",
     "family_of",
     "grit_user_text",
+    "load_model",
 ]
 
 
@@ -90,4 +91,51 @@ def build_tiny_model(family: str, seed: int = 0, **kwargs: Any) -> tuple[Any, An
         return build_tiny_qwen2_5_vl(seed, **kwargs)
     if family == "internvl3":
         return build_tiny_internvl3(seed, **kwargs)
+    raise ValueError(f"family {family!r} is not supported; expected one of {FAMILIES}")
+
+
+def load_model(
+    name: str,
+    family: str = "auto",
+    seed: int = 0,
+    min_pixels: int = 3136,
+    max_pixels: int = 256 * 28 * 28,
+) -> tuple[Any, Any]:
+    """``(model, processor)`` from a local checkpoint directory, or ``tiny:<family>`` for a tiny one.
+
+    Local files only (no hub access). Qwen2.5-VL's processor is rebuilt image-only (no torchvision)
+    around the checkpoint's tokenizer and chat template; InternVL3 uses ``AutoProcessor``.
+    """
+    if name.startswith("tiny:"):
+        return build_tiny_model(
+            name.removeprefix("tiny:"), seed=seed, min_pixels=min_pixels, max_pixels=max_pixels
+        )
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    path = Path(name)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"model {name!r} is not a local checkpoint directory (use tiny:qwen2.5-vl or tiny:internvl3 "
+            "for a tiny random model; nothing is downloaded)"
+        )
+    config = AutoConfig.from_pretrained(path, local_files_only=True)
+    family = family_of(config) if family == "auto" else family
+    if family == "qwen2.5-vl":
+        from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+        from grit_fast.models.qwen2_5_vl import CHAT_TEMPLATE, build_processor
+
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        processor = build_processor(tokenizer, min_pixels, max_pixels)
+        template = path / "chat_template.jinja"
+        processor.chat_template = template.read_text() if template.is_file() else CHAT_TEMPLATE
+        return model, processor
+    if family == "internvl3":
+        from transformers import AutoProcessor, InternVLForConditionalGeneration
+
+        model = InternVLForConditionalGeneration.from_pretrained(path, local_files_only=True)
+        return model, AutoProcessor.from_pretrained(path, local_files_only=True)
     raise ValueError(f"family {family!r} is not supported; expected one of {FAMILIES}")

