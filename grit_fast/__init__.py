@@ -31,6 +31,9 @@ _PUBLIC: dict[str, str] = {
     "build_tiny_qwen2_5_vl": "grit_fast.models",
     "build_tiny_internvl3": "grit_fast.models",
     "adapter_for": "grit_fast.models",
+    "GritConfig": "grit_fast.config",
+    "GritTrainer": "grit_fast.trainer",
+    "load_grit_jsonl": "grit_fast.data",
     # evaluation and pictures
     "OpenAIJudge": "grit_fast.rewards.openai_judge",
     "evaluate": "grit_fast.evaluate",

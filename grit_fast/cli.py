@@ -16,6 +16,10 @@ from grit_fast._version import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("grit_fast.info", "show the version, the compiled core, Triton and each op's backend"),
     # training
+    "train": (
+        "grit_fast.commands.train",
+        "GRPO-GR training from a config file (torchrun for several processes)",
+    ),
     # evaluation and pictures
     # demo and synthetic data
 }
