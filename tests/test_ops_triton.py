@@ -7,6 +7,8 @@ tiny grids; where CUDA is available the same comparisons run on CUDA tensors ins
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -262,3 +264,65 @@ def test_public_ops_run_under_both_backends(impl):
     torch.testing.assert_close(out.loss, again.loss)
     want = torch.tensor([1.0, -1.0]) / (1 / 2**0.5 * 2 + 2e-4)
     torch.testing.assert_close(out.advantages.cpu(), want)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    groups=st.integers(1, 3),
+    group_size=st.integers(1, 5),
+    t=st.integers(1, 70),
+    loss_type=st.sampled_from(LOSS_TYPES),
+    with_old=st.booleans(),
+    with_ref=st.booleans(),
+    spread=st.floats(0.0, 1.5),
+    seed=st.integers(0, 2**16),
+)
+def test_grpo_loss_random_shapes(
+    groups, group_size, t, loss_type, with_old, with_ref, spread, seed
+):
+    if DEVICE == "cpu":
+        require_triton_interpreter()
+    n = groups * group_size
+    g = torch.Generator().manual_seed(seed)
+    logp = -torch.rand(n, t, generator=g) * 5
+    old = logp + spread * torch.randn(n, t, generator=g)
+    ref = logp + spread * torch.randn(n, t, generator=g)
+    rewards = torch.randint(0, 3, (n,), generator=g).float()  # ties and equal groups are common
+    mask = torch.rand(n, t, generator=g) > torch.rand((), generator=g)
+    logp, old, ref, rewards, mask = (x.to(DEVICE) for x in (logp, old, ref, rewards, mask))
+    kw = dict(
+        group_size=group_size,
+        old_logp=old if with_old else None,
+        ref_logp=ref if with_ref else None,
+        loss_type=loss_type,
+        normalizer=7.0,
+    )
+    (fast, g_fast), (slow, g_slow) = _both(grpo_loss, logp, rewards, mask, **kw)
+    _assert_outputs_close(fast, slow)
+    torch.testing.assert_close(g_fast, g_slow)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    group_size=st.integers(1, 3),
+    t=st.integers(1, 9),
+    v=st.integers(1, 300),
+    temperature=st.sampled_from([1.0, 0.6, 1.3]),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+    seed=st.integers(0, 2**16),
+)
+def test_grpo_loss_from_logits_random_shapes(group_size, t, v, temperature, dtype, seed):
+    if DEVICE == "cpu":
+        require_triton_interpreter()
+    n = 2 * group_size
+    g = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(n, t, v, generator=g) * 4).to(dtype)
+    ids = torch.randint(0, v, (n, t), generator=g)
+    rewards = torch.randint(0, 3, (n,), generator=g).float()
+    mask = torch.rand(n, t, generator=g) > 0.3
+    ref = _torch_logprob(logits, ids, temperature) + 0.2 * torch.randn(n, t, generator=g)
+    logits, ids, rewards, mask, ref = (x.to(DEVICE) for x in (logits, ids, rewards, mask, ref))
+    kw = dict(group_size=group_size, ref_logp=ref, temperature=temperature)
+    (fast, g_fast), (slow, g_slow) = _both(grpo_loss_from_logits, logits, ids, rewards, mask, **kw)
+    _assert_outputs_close(fast, slow)
+    torch.testing.assert_close(g_fast, g_slow)
