@@ -349,3 +349,11 @@ def test_total_is_float64_and_finite(impl):
 def test_public_names():
     assert grit_fast.RewardScorer is RewardScorer
     assert grit_fast.RewardBatch is not None and grit_fast.RuleJudge is not None
+
+
+def test_repetition_compares_long_words_in_full(impl):
+    words = [f"averyverylongword{k}" for k in range(8)]
+    same = " ".join(words * 2)
+    other = " ".join(words + words[:-1] + ["averyverylongword7x"])
+    b = score([same, other], ["x", "x"], ["vsr", "vsr"])
+    assert b.components["repetition"].tolist() == [(1.0 - (1 - (1.0 - 1 / 8))) * 0.5, 0.5]
