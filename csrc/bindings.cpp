@@ -10,9 +10,11 @@ namespace py = pybind11;
 // ---- trace & rewards ----
 #include <pybind11/numpy.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "rewards.hpp"
@@ -64,32 +66,41 @@ Utf8Batch utf8_batch(const py::handle& seq, const char* name) {
   return batch;
 }
 
-py::object span_or_none(const grit::CharSpan& s) {
-  if (s.begin < 0) return py::none();
-  return py::make_tuple(s.begin, s.end);
+// text[span] as a str, or None when the span is absent.
+py::object substring(const py::object& text, const grit::CharSpan& span) {
+  if (span.begin < 0) return py::none();
+  PyObject* piece = PyUnicode_Substring(text.ptr(), span.begin, span.end);
+  if (piece == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(piece);
 }
 
-py::tuple boxes_to_python(const std::vector<grit::ParsedBox>& boxes, bool with_labels) {
-  const auto k = static_cast<py::ssize_t>(boxes.size());
-  F64Array coords({k, py::ssize_t{4}});
-  I64Array spans({k, py::ssize_t{2}});
-  I64Array labels({k, py::ssize_t{2}});
+// The boxes of every trace in flat arrays: coords (K, 4), spans (K, 2), offsets (N + 1,).
+py::tuple flat_boxes(const std::vector<grit::ParsedTrace>& parsed,
+                     std::vector<grit::ParsedBox> grit::ParsedTrace::*member) {
+  I64Array offsets(static_cast<py::ssize_t>(parsed.size() + 1));
+  auto o = offsets.mutable_unchecked<1>();
+  o(0) = 0;
+  for (std::size_t i = 0; i < parsed.size(); ++i)
+    o(static_cast<py::ssize_t>(i + 1)) =
+        o(static_cast<py::ssize_t>(i)) + static_cast<std::int64_t>((parsed[i].*member).size());
+  const py::ssize_t total = o(static_cast<py::ssize_t>(parsed.size()));
+  F64Array coords({total, py::ssize_t{4}});
+  I64Array spans({total, py::ssize_t{2}});
   auto c = coords.mutable_unchecked<2>();
-  auto s = spans.mutable_unchecked<2>();
-  auto l = labels.mutable_unchecked<2>();
-  for (py::ssize_t i = 0; i < k; ++i) {
-    const auto& b = boxes[static_cast<std::size_t>(i)];
-    for (py::ssize_t j = 0; j < 4; ++j) c(i, j) = b.coords[j];
-    s(i, 0) = b.span.begin;
-    s(i, 1) = b.span.end;
-    l(i, 0) = b.label.begin;
-    l(i, 1) = b.label.end;
+  auto sp = spans.mutable_unchecked<2>();
+  py::ssize_t row = 0;
+  for (const auto& t : parsed) {
+    for (const auto& b : t.*member) {
+      for (py::ssize_t j = 0; j < 4; ++j) c(row, j) = b.coords[j];
+      sp(row, 0) = b.span.begin;
+      sp(row, 1) = b.span.end;
+      ++row;
+    }
   }
-  if (with_labels) return py::make_tuple(coords, spans, labels);
-  return py::make_tuple(coords, spans);
+  return py::make_tuple(coords, spans, offsets);
 }
 
-py::list parse_traces(const py::handle& texts, int num_threads) {
+py::tuple parse_traces(const py::handle& texts, int num_threads) {
   const Utf8Batch batch = utf8_batch(texts, "texts");
   std::vector<grit::ParsedTrace> parsed(batch.views.size());
   {
@@ -97,20 +108,29 @@ py::list parse_traces(const py::handle& texts, int num_threads) {
     grit::parallel_for(parsed.size(), num_threads,
                        [&](std::size_t i) { parsed[i] = grit::parse_trace(batch.views[i]); });
   }
-  py::list out(parsed.size());
+  std::vector<py::str> tags;
+  for (const auto tag : grit::kTags) tags.emplace_back(tag.data(), tag.size());
+  py::list rows(parsed.size());
   for (std::size_t i = 0; i < parsed.size(); ++i) {
     const auto& t = parsed[i];
-    py::list counts, first;
-    for (std::size_t k = 0; k < grit::kTags.size(); ++k) {
-      counts.append(t.tag_counts[k]);
-      first.append(t.tag_first[k]);
+    const py::object& text = batch.keep[i];
+    py::tuple labels(t.boxes.size());
+    for (std::size_t k = 0; k < t.boxes.size(); ++k) labels[k] = substring(text, t.boxes[k].label);
+    py::dict counts;
+    std::vector<std::pair<std::int64_t, std::size_t>> present;
+    for (std::size_t k = 0; k < tags.size(); ++k) {
+      counts[tags[k]] = t.tag_counts[k];
+      if (t.tag_first[k] >= 0) present.emplace_back(t.tag_first[k], k);
     }
-    out[i] = py::make_tuple(span_or_none(t.think), span_or_none(t.rethink),
-                            span_or_none(t.answer), boxes_to_python(t.boxes, true),
-                            boxes_to_python(t.answer_boxes, false), counts, first,
-                            t.official_box_count);
+    std::sort(present.begin(), present.end());
+    py::tuple order(present.size());
+    for (std::size_t k = 0; k < present.size(); ++k) order[k] = tags[present[k].second];
+    rows[i] = py::make_tuple(substring(text, t.think), substring(text, t.rethink),
+                             substring(text, t.answer), labels, counts, order,
+                             t.official_box_count);
   }
-  return out;
+  return py::make_tuple(rows, flat_boxes(parsed, &grit::ParsedTrace::boxes),
+                        flat_boxes(parsed, &grit::ParsedTrace::answer_boxes));
 }
 
 // A C-contiguous int64 1-D array, or a TypeError naming `name`.
@@ -238,9 +258,9 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
 void bind(py::module_& m) {
   m.attr("unicode_version") = grit::unicode::kUnicodeVersion;
   m.def("parse_traces", &parse_traces, py::arg("texts"), py::arg("num_threads") = 0,
-        "Parse a list of completions (GIL released). Per text: (think, rethink, answer) character "
-        "spans or None, (boxes (K,4), spans (K,2), label spans (K,2)), (answer boxes, spans), "
-        "tag counts, tag first byte offsets, official box count.");
+        "Parse a list of completions (GIL released). Returns (rows, boxes, answer_boxes): rows[i] "
+        "= (think, rethink, answer, labels, tag counts, tag order, official box count); boxes and "
+        "answer_boxes = (coords (K,4) float64, spans (K,2) int64, offsets (N+1,) int64).");
   m.def("score_rewards", &score_rewards, py::arg("completions"), py::arg("answers"),
         py::arg("datasets"), py::arg("ids_flat"), py::arg("ids_offsets"), py::arg("preset"),
         py::arg("pad_token_id"), py::arg("int_max_str_digits"), py::arg("num_threads") = 0,

@@ -13,10 +13,13 @@ import numpy as np
 
 unicode_version: str
 
-def parse_traces(texts: list[str], num_threads: int = 0) -> list[tuple]:
-    """Per text: (think, rethink, answer) character spans or None, (boxes (K,4) float64, spans (K,2)
-    int64, label spans (K,2) int64, -1 when unlabelled), (answer boxes (M,4), answer spans (M,2)),
-    tag counts [6], first byte offset of each tag or -1 [6], official box count. GIL released."""
+def parse_traces(
+    texts: list[str], num_threads: int = 0
+) -> tuple[list[tuple], tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(rows, boxes, answer_boxes). rows[i] = (think, rethink, answer (str or None), labels (tuple of
+    str or None), tag counts (dict), tag order (tuple), official box count); boxes and answer_boxes
+    = (coords (K,4) float64, character spans (K,2) int64, offsets (N+1,) int64): trace i owns rows
+    offsets[i]:offsets[i+1]. GIL released."""
 
 def score_rewards(
     completions: list[str],

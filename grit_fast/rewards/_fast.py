@@ -14,7 +14,7 @@ import numpy as np
 
 from grit_fast import _dispatch
 from grit_fast.rewards import reference
-from grit_fast.rewards.trace import TAGS, Trace
+from grit_fast.rewards.trace import Trace
 
 
 def _tables_match() -> bool:
@@ -28,29 +28,28 @@ def _foreign(texts: Sequence[str]) -> list[int]:
     return [i for i, t in enumerate(texts) if not t.isascii()]
 
 
-def _trace(text: str, raw: tuple) -> Trace:
-    think, rethink, answer, (boxes, spans, label_spans), (a_boxes, a_spans), counts, first, n = raw
-    labels = tuple(None if b < 0 else text[b:e] for b, e in label_spans.tolist())
-    present = sorted((f, tag) for tag, f in zip(TAGS, first, strict=True) if f >= 0)
-    return Trace(
-        think=None if think is None else text[think[0] : think[1]],
-        rethink=None if rethink is None else text[rethink[0] : rethink[1]],
-        answer=None if answer is None else text[answer[0] : answer[1]],
-        boxes=boxes,
-        spans=spans,
-        labels=labels,
-        answer_boxes=a_boxes,
-        answer_spans=a_spans,
-        tag_counts=dict(zip(TAGS, counts, strict=True)),
-        tag_order=tuple(tag for _, tag in present),
-        official_box_count=n,
-    )
-
-
 def parse_traces(texts: list[str], num_threads: int = 0) -> list[Trace]:
     """Compiled twin of :func:`grit_fast.rewards.reference.parse_traces`."""
-    raw = _dispatch.require_compiled().parse_traces(texts, num_threads)
-    out = [_trace(t, r) for t, r in zip(texts, raw, strict=True)]
+    rows, (boxes, spans, offsets), (a_boxes, a_spans, a_offsets) = (
+        _dispatch.require_compiled().parse_traces(texts, num_threads)
+    )
+    o, ao = offsets.tolist(), a_offsets.tolist()
+    out = [
+        Trace(
+            think,
+            rethink,
+            answer,
+            boxes[o[i] : o[i + 1]],
+            spans[o[i] : o[i + 1]],
+            labels,
+            a_boxes[ao[i] : ao[i + 1]],
+            a_spans[ao[i] : ao[i + 1]],
+            counts,
+            order,
+            n,
+        )
+        for i, (think, rethink, answer, labels, counts, order, n) in enumerate(rows)
+    ]
     for i in _foreign(texts):
         out[i] = reference.parse_trace(texts[i])
     return out

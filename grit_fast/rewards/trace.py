@@ -38,7 +38,7 @@ from grit_fast import _dispatch
 TAGS = ("<think>", "</think>", "<rethink>", "</rethink>", "<answer>", "</answer>")
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False, slots=True)
 class Trace:
     """One parsed completion. Offsets are Python character indices into the completion."""
 
