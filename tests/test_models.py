@@ -110,3 +110,52 @@ def test_qwen_encode_generate_and_coordinates(tiny_qwen):
 def test_unknown_family_is_named():
     with pytest.raises(ValueError, match="internvl3"):
         adapter_for("llava", processor=None)
+
+
+@pytest.fixture(scope="module")
+def tiny_internvl():
+    return build_tiny_model("internvl3", seed=0)
+
+
+def test_internvl_prompt_tokens_and_coordinates(tiny_internvl):
+    model, processor = tiny_internvl
+    adapter = adapter_for(model, processor)
+    assert family_of(model) == "internvl3" and adapter.coordinate_convention == "internvl"
+    tok = processor.tokenizer
+    assert [tok.convert_tokens_to_ids(t) for t in ("<img>", "</img>", "<IMG_CONTEXT>")] == [
+        151665,
+        151666,
+        151667,
+    ]
+    assert tok("Hello, world!").input_ids == [9707, 11, 1879, 0]
+    text = adapter.prompt_text("How many cups?")
+    assert text.endswith(
+        "<IMG_CONTEXT>\n\nQuestion: How many cups?"
+        + GRIT_SUFFIX
+        + "<|im_end|>\n<|im_start|>assistant\n"
+    )
+    images = [Image.new("RGB", (64, 40)), Image.new("RGB", (33, 90))]
+    batch = adapter.encode(["a", "b c d"], images)
+    per_tile = model.config.image_seq_length
+    assert (batch["input_ids"] == 151667).sum(dim=1).tolist() == [per_tile, per_tile]
+    torch.manual_seed(0)
+    out = model.generate(**batch, max_new_tokens=4, do_sample=True)
+    assert out.shape[0] == 2
+    np.testing.assert_allclose(
+        adapter.to_original_pixels([[0, 0, 1000, 500]], 640, 354), [[0, 0, 640, 177]]
+    )
+
+
+def test_load_model_round_trips_a_saved_tiny_qwen(tiny_qwen, tmp_path):
+    from grit_fast.models import load_model
+
+    model, processor = tiny_qwen
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded, loaded_processor = load_model(str(tmp_path))
+    for a, b in zip(model.state_dict().values(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    adapter = adapter_for(loaded, loaded_processor)
+    assert adapter.prompt_text("q") == adapter_for(model, processor).prompt_text("q")
+    with pytest.raises(FileNotFoundError, match="not a local checkpoint directory"):
+        load_model(str(tmp_path / "missing"))

@@ -171,3 +171,28 @@ def test_bad_data_fails_before_training(tiny, tmp_path):
 def test_model_needs_its_processor(tiny, data, tmp_path):
     with pytest.raises(ValueError, match="both model and processor"):
         GritTrainer({"data": str(data), "output_dir": str(tmp_path)}, model=tiny[0])
+
+
+def test_one_step_on_tiny_internvl3(data, tmp_path):
+    from grit_fast.models import build_tiny_internvl3
+
+    model, processor = build_tiny_internvl3(seed=1)
+    trainer = GritTrainer(
+        {
+            "data": str(data),
+            "output_dir": str(tmp_path),
+            "num_generations": 2,
+            "batch_size": 2,
+            "max_new_tokens": 8,
+            "max_steps": 1,
+            "lr": 1e-3,
+        },
+        model=model,
+        processor=processor,
+        extra_reward=diversity,
+    )
+    before = params(trainer)
+    [metrics] = trainer.train()
+    assert math.isfinite(metrics["loss"]) and metrics["grad_norm"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, params(trainer), strict=True))
+    assert read_metrics(tmp_path)[0]["step"] == 1

@@ -99,3 +99,76 @@ def build_tiny_qwen2_5_vl(
     model.generation_config.eos_token_id = [151645, 151643]
     model.generation_config.do_sample = True
     return model.eval(), processor
+
+
+def tiny_internvl3_config(hidden_size: int = 64, num_layers: int = 2, image_size: int = 56) -> Any:
+    """An ``InternVLConfig`` of the real architecture (InternViT + MLP projector + Qwen2) at toy size.
+
+    Tiles of ``image_size`` pixels, patch 14, pixel-shuffle 0.5 -> (image_size/28)² tokens per tile.
+    """
+    from transformers import InternVLConfig
+
+    from grit_fast.models.internvl import FIRST_INTERNVL_ID, IMAGE_TOKEN_ID, INTERNVL_ADDED_TOKENS
+
+    text_config = {
+        "model_type": "qwen2",
+        "vocab_size": FIRST_INTERNVL_ID + len(INTERNVL_ADDED_TOKENS),
+        "hidden_size": hidden_size,
+        "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": num_layers,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 4096,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1e6},
+        "bos_token_id": 151643,
+        "eos_token_id": 151645,
+        "pad_token_id": 151643,
+        "tie_word_embeddings": True,
+    }
+    vision_config = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": [image_size, image_size],
+        "patch_size": [14, 14],
+    }
+    return InternVLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=IMAGE_TOKEN_ID,
+        image_seq_length=(image_size // 28) ** 2,
+        downsample_ratio=0.5,
+        tie_word_embeddings=True,
+    )
+
+
+def build_tiny_internvl3(
+    seed: int = 0,
+    min_pixels: int = 3136,
+    max_pixels: int = 256 * 28 * 28,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    image_size: int = 56,
+) -> tuple[Any, Any]:
+    """``(model, processor)``: a random ``InternVLForConditionalGeneration`` and its processor.
+
+    Real vocabulary plus InternVL's image tokens, image-only processor, offline chat template,
+    left padding; each image is one ``image_size`` tile. ``min_pixels``/``max_pixels`` are accepted
+    for a uniform signature and unused (InternVL tiles instead). Same ``seed`` -> same weights.
+    """
+    import torch
+    from transformers import InternVLForConditionalGeneration
+
+    from grit_fast.models.internvl import build_processor
+
+    config = tiny_internvl3_config(hidden_size, num_layers, image_size)
+    processor = build_processor(image_size=image_size, image_seq_length=config.image_seq_length)
+    state = _seeded(seed)
+    try:
+        model = InternVLForConditionalGeneration(config)
+    finally:
+        torch.random.set_rng_state(state)
+    model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
+    model.generation_config.eos_token_id = [151645, 151643]
+    return model.eval(), processor
