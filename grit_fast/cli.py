@@ -21,6 +21,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "GRPO-GR training from a config file (torchrun for several processes)",
     ),
     # evaluation and pictures
+    "eval": ("grit_fast.commands.eval", "generate on GRIT JSONL data with a model, score, metrics"),
+    "score": ("grit_fast.commands.score", "recompute metrics from saved predictions (no model)"),
+    "viz": ("grit_fast.commands.viz", "draw predicted boxes and reasoning, with an HTML gallery"),
+    "plot": ("grit_fast.commands.plot", "plot training curves from a run's metrics.jsonl"),
     # demo and synthetic data
 }
 

@@ -208,13 +208,15 @@ def evaluate(
     do_sample: bool = False,
     resume: bool = True,
     preset: str = "official",
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Generate, score and write metrics (see the module doc); returns the metrics on every rank.
 
     ``model``: a saved model directory or a loaded model (then pass ``processor``). ``data``: GRIT
     JSONL path(s) or records; ``image_root`` resolves relative image paths (default: each file's
     directory). ``judge``: judge callable (default the rule judge). ``resume=False`` discards earlier
-    generations in ``out_dir``.
+    generations in ``out_dir``. ``device``: where to run; default: a model loaded from a directory
+    goes to ``cuda:$LOCAL_RANK`` when CUDA is available, an in-memory model stays where it is.
     """
     from tqdm.auto import tqdm
 
@@ -225,7 +227,15 @@ def evaluate(
     out = Path(out_dir)
     rank, world = _rank_world()
     records = _load_data(data, image_root)
+    from_dir = isinstance(model, (str, os.PathLike))
     model, processor = _load_model(model, processor)
+    if device is None and from_dir:
+        import torch
+
+        if torch.cuda.is_available():
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if device is not None:
+        model.to(device)
     adapter = adapter_for(model, processor)
     model.eval()
     out.mkdir(parents=True, exist_ok=True)

@@ -302,3 +302,34 @@ def test_evaluate_tiny_model_resumes_and_shards(tiny_qwen, grit_data, tmp_path, 
     assert sorted(calls) == [1, 2, 2]  # rank 0: {0, 2}, {4}; rank 1: {1, 3}
     assert results[0] == results[1] == full
     assert _predictions(tmp_path / "two") == preds
+
+
+def test_score_cli(tmp_path, capsys):
+    from grit_fast.cli import main
+
+    path = tmp_path / "from_vllm.jsonl"
+    path.write_text(json.dumps(rec()) + "\n" + json.dumps(rec(box="", answer="no")) + "\n")
+    assert main(["score", "--predictions", str(path), "--out", str(tmp_path / "o")]) == 0
+    shown = capsys.readouterr().out
+    assert "overall" in shown and "50.0" in shown and "0.500" in shown
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["overall"]["grounding_iou"] == pytest.approx(0.5)
+    path.write_text('{"answer": "x"}\n')
+    assert main(["score", "--predictions", str(path)]) == 1
+    assert "missing field 'completion'" in capsys.readouterr().out
+
+
+def test_eval_cli_with_saved_model(tiny_qwen, grit_data, tmp_path, capsys):
+    from grit_fast.cli import main
+
+    model, processor = tiny_qwen
+    model.save_pretrained(tmp_path / "model")
+    processor.save_pretrained(tmp_path / "model")
+    data, root = grit_data
+    args = ["eval", "--model", str(tmp_path / "model"), "--data", str(data), "--data", str(data)]
+    args += ["--image-root", str(root), "--out", str(tmp_path / "out"), "--max-new-tokens", "4"]
+    assert main(args) == 0
+    assert "overall" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["overall"]["n"] == 10  # the same file twice: indices 0-9
+    assert sorted(metrics["datasets"]) == ["tallyqa", "vsr"]
