@@ -242,3 +242,23 @@ def test_selective_log_softmax_leaves_its_input_alone(dtype):
     out = R.selective_log_softmax(logits, torch.zeros(2, 3, dtype=torch.long), 0.5)
     out.sum().backward()
     assert torch.equal(logits.detach(), before)
+
+
+def test_tensors_on_different_devices_are_named():
+    with pytest.raises(ValueError, match="rewards on meta"):
+        R.grpo_loss(
+            torch.zeros(2, 3), torch.zeros(2, device="meta"), torch.ones(2, 3), group_size=2
+        )
+    with pytest.raises(ValueError, match="ids on meta"):
+        R.selective_log_softmax(
+            torch.zeros(1, 2, 7), torch.zeros(1, 2, dtype=torch.long, device="meta")
+        )
+
+
+def test_double_backward_is_refused_not_silently_wrong():
+    logits = torch.randn(1, 2, 5, requires_grad=True)
+    weight = torch.ones(1, 2, requires_grad=True)  # makes d logits depend on something
+    out = R.selective_log_softmax(logits, torch.tensor([[1, 4]]))
+    (grad,) = torch.autograd.grad((out * weight).sum(), logits, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable"):
+        grad.sum().backward()

@@ -72,6 +72,14 @@ def check_loss_args(
         raise ValueError(f"beta must be >= 0, got {beta!r}")
 
 
+def check_same_device(**tensors: Any) -> None:
+    """All tensors on one device, else a ValueError naming where each one is."""
+    devices = {name: t.device for name, t in tensors.items() if t is not None}
+    if len(set(devices.values())) > 1:
+        where = ", ".join(f"{name} on {device}" for name, device in devices.items())
+        raise ValueError(f"all tensors must be on one device, got {where}")
+
+
 def check_grpo_inputs(
     logp: Any,
     rewards: Any,
@@ -92,6 +100,7 @@ def check_grpo_inputs(
         check_logp_like("old_logp", old_logp, shape)
     if ref_logp is not None:
         check_logp_like("ref_logp", ref_logp, shape)
+    check_same_device(logp=logp, rewards=rewards, mask=mask, old_logp=old_logp, ref_logp=ref_logp)
 
 
 def check_logits_ids(logits: Any, ids: Any, temperature: float) -> None:
@@ -108,6 +117,7 @@ def check_logits_ids(logits: Any, ids: Any, temperature: float) -> None:
         raise ValueError(
             f"ids must have shape {tuple(logits.shape[:2])} (logits' N, T), got {tuple(ids.shape)}"
         )
+    check_same_device(logits=logits, ids=ids)
     vocab = logits.shape[2]
     if vocab == 0:
         raise ValueError("logits has an empty vocabulary dimension (V = 0)")

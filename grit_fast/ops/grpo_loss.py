@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from grit_fast import _dispatch
 from grit_fast.ops import _checks, reference
@@ -181,6 +182,7 @@ class GRPOLossFunction(torch.autograd.Function):
         return loss, stats[:, 0], kl, clip_fraction
 
     @staticmethod
+    @once_differentiable  # the backward is not itself differentiable: say so on double backward
     def backward(ctx, grad_loss, *_):
         logp, old_logp, ref_logp, mask, stats, row_scale = ctx.saved_tensors
         dlogp = grpo_loss_bwd(

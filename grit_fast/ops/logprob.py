@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from grit_fast import _dispatch
 from grit_fast.ops import _checks, reference
@@ -102,6 +103,7 @@ class SelectiveLogSoftmaxFunction(torch.autograd.Function):
         return logp.view(ids.shape)
 
     @staticmethod
+    @once_differentiable  # the backward is not itself differentiable: say so on double backward
     def backward(ctx, grad_logp):
         flat, ids_flat, lse = ctx.saved_tensors
         dlogits = selective_log_softmax_bwd(

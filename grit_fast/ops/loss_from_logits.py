@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from grit_fast import _dispatch
 from grit_fast.ops import _checks, reference
@@ -109,6 +110,7 @@ class GRPOLossFromLogitsFunction(torch.autograd.Function):
         return loss, adv, kl, clip_fraction
 
     @staticmethod
+    @once_differentiable  # the backward is not itself differentiable: say so on double backward
     def backward(ctx, grad_loss, *_):
         flat, ids_flat, tok, coef = ctx.saved_tensors
         dlogits = selective_log_softmax_bwd(

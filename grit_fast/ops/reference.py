@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from grit_fast.ops import _checks
 from grit_fast.ops.types import LossOutput
@@ -185,6 +186,7 @@ class ChunkedSelectiveLogSoftmax(torch.autograd.Function):
         return out.view(ids.shape)
 
     @staticmethod
+    @once_differentiable  # the backward is not itself differentiable: say so on double backward
     def backward(ctx, grad_out):
         logits, idx, row_max, log_sum = ctx.saved_tensors
         vocab = logits.shape[-1]
