@@ -216,14 +216,15 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
         cols[3][i] = r.repetition;
         cols[4][i] = r.grounding_format;
         cols[5][i] = r.think_format;
+        requests[i] = r.judge;
       } else {
         const grit::PaperRewards r = grit::paper_rewards(in);
         cols[0][i] = r.format;
         cols[1][i] = r.count;
         cols[2][i] = 0.0;
         cols[3][i] = r.answer_bleu;
+        requests[i] = r.judge;
       }
-      requests[i] = grit::judge_request(in.completion, in.dataset);
       if (requests[i].needed && texts.ascii[i]) {
         char_begin[i] = static_cast<std::int64_t>(requests[i].begin);
         char_end[i] = static_cast<std::int64_t>(requests[i].end);

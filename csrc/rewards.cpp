@@ -143,20 +143,6 @@ double repeat_score(std::size_t length, std::size_t last_start, Equal&& equal_at
 
 bool is_counting_dataset(std::string_view dataset) { return dataset == "tallyqa"; }
 
-// string_view::rfind compares at every position; scanning back for the first byte with memrchr
-// is several times faster on long completions.
-std::size_t last_occurrence(std::string_view s, std::string_view needle) {
-  if (needle.size() > s.size()) return npos;
-  std::size_t limit = s.size() - needle.size() + 1;  // candidate starts are < limit
-  while (limit > 0) {
-    const void* hit = memrchr(s.data(), needle[0], limit);
-    if (hit == nullptr) return npos;
-    const auto at = static_cast<std::size_t>(static_cast<const char*>(hit) - s.data());
-    if (s.compare(at, needle.size(), needle) == 0) return at;
-    limit = at;
-  }
-  return npos;
-}
 
 }  // namespace
 
@@ -261,27 +247,21 @@ std::optional<std::int64_t> python_int(std::string_view s, std::int64_t max_str_
   return negative ? -value : value;
 }
 
-double answer_format_reward(std::string_view completion) {
-  const std::size_t count = count_occurrences(completion, "<answer>", 2);
-  double reward = 0.0;
-  if (count >= 1) reward += 1.0;
-  if (count == 1) reward += 1.0;
-  return reward / 1 / 2 * 0.5;
-}
+namespace {
 
-double think_format_reward(std::string_view s) {
-  static constexpr std::string_view keys[] = {"<think>", "</think>", "<rethink>", "</rethink>"};
+// think_format from the tag scan: kTags[0..3] are <think>, </think>, <rethink>, </rethink>.
+double think_format_from(std::string_view s, const TagScan& tags) {
   double reward = 0.0;
   std::size_t base = 0;
-  for (const auto key : keys) {
-    const std::size_t last = last_occurrence(s, key);
+  for (std::size_t k = 0; k < 4; ++k) {
+    const std::size_t last = tags.last[k];
     if (last != npos && last >= base) {
       reward += 1.0;
-      base = last + key.size();
+      base = last + kTags[k].size();
     }
   }
   if (reward == 4.0) {
-    const std::size_t b = last_occurrence(s, "<think>") + 7;
+    const std::size_t b = tags.last[0] + 7;
     std::size_t e = s.find("</think>", b);
     if (e == npos) e = s.size();
     std::string_view inside = s.substr(b, e - b);
@@ -310,6 +290,32 @@ double think_format_reward(std::string_view s) {
     if (chars > 1 && has_space) reward += 1.0;
   }
   return reward / 5 * 0.5;
+}
+
+double answer_format_from(const TagScan& tags) {
+  const std::size_t count = tags.count[4];
+  double reward = 0.0;
+  if (count >= 1) reward += 1.0;
+  if (count == 1) reward += 1.0;
+  return reward / 1 / 2 * 0.5;
+}
+
+JudgeRequest judge_from(std::string_view s, const TagScan& tags, std::string_view dataset) {
+  JudgeRequest req;
+  if (tags.first[4] == npos || dataset.find("ovd") != npos) return req;
+  req.needed = true;
+  req.begin = tags.first[4] + 8;
+  req.end = s.find("</answer>", req.begin);
+  if (req.end == npos) req.end = s.size();
+  return req;
+}
+
+}  // namespace
+
+double think_format_reward(std::string_view s) { return think_format_from(s, scan_tags(s)); }
+
+double answer_format_reward(std::string_view completion) {
+  return answer_format_from(scan_tags(completion));
 }
 
 double repetition_reward(const RewardInput& in) {
@@ -351,20 +357,12 @@ double repetition_reward(const RewardInput& in) {
 }
 
 JudgeRequest judge_request(std::string_view completion, std::string_view dataset) {
-  JudgeRequest req;
-  const std::size_t at = completion.find("<answer>");
-  if (at == npos || dataset.find("ovd") != npos) return req;
-  req.needed = true;
-  req.begin = at + 8;
-  req.end = completion.find("</answer>", req.begin);
-  if (req.end == npos) req.end = completion.size();
-  return req;
+  return judge_from(completion, scan_tags(completion), dataset);
 }
 
 namespace {
 
-double answer_bleu_reward(std::string_view completion, std::string_view answer) {
-  const std::size_t at = completion.find("<answer>");
+double answer_bleu_reward(std::string_view completion, std::string_view answer, std::size_t at) {
   if (at == npos) return 0.0;
   return (0.0 + bleu1(answer, completion.substr(at + 8))) * kBleuWeight;
 }
@@ -379,10 +377,11 @@ bool count_matches(const RewardInput& in, std::size_t count) {
 OfficialRewards official_rewards(const RewardInput& in) {
   OfficialRewards r;
   const std::string_view s = in.completion;
-  r.answer_bleu = answer_bleu_reward(s, in.answer);
-  r.answer_format = answer_format_reward(s);
+  const TagScan tags = scan_tags(s);
+  r.answer_bleu = answer_bleu_reward(s, in.answer, tags.first[4]);
+  r.answer_format = answer_format_from(tags);
   r.repetition = repetition_reward(in);
-  const std::size_t rethink = s.find("<rethink>");
+  const std::size_t rethink = tags.first[2];
   if (rethink != npos) {
     const std::size_t count = count_official_boxes(s.substr(0, rethink));
     double reward = 0.0;
@@ -390,7 +389,8 @@ OfficialRewards official_rewards(const RewardInput& in) {
     if (in.dataset == "tallyqa" && count_matches(in, count)) reward += 1;
     r.grounding_format = reward;
   }
-  r.think_format = think_format_reward(s);
+  r.think_format = think_format_from(s, tags);
+  r.judge = judge_from(s, tags, in.dataset);
   return r;
 }
 
@@ -407,7 +407,9 @@ PaperRewards paper_rewards(const RewardInput& in) {
   const std::size_t count = count_official_boxes(s.substr(0, s.find("<rethink>")));
   if (count > 0) r.format += 0.5;
   if (is_counting_dataset(in.dataset) && count_matches(in, count)) r.count = 0.5;
-  r.answer_bleu = answer_bleu_reward(s, in.answer);
+  const TagScan tags = scan_tags(s);
+  r.answer_bleu = answer_bleu_reward(s, in.answer, tags.first[4]);
+  r.judge = judge_from(s, tags, in.dataset);
   return r;
 }
 

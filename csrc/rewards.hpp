@@ -22,18 +22,20 @@ struct RewardInput {
   std::int64_t int_max_str_digits = 4300;  // Python's sys.get_int_max_str_digits() (0 = no limit)
 };
 
-struct OfficialRewards {
-  double answer_bleu = 0, answer_format = 0, repetition = 0, grounding_format = 0, think_format = 0;
-};
-
-struct PaperRewards {
-  double format = 0, count = 0, answer_bleu = 0;
-};
-
 // What the judge needs: whether it scores this sample and the predicted answer's byte span.
 struct JudgeRequest {
   bool needed = false;
   std::size_t begin = 0, end = 0;
+};
+
+struct OfficialRewards {
+  double answer_bleu = 0, answer_format = 0, repetition = 0, grounding_format = 0, think_format = 0;
+  JudgeRequest judge;
+};
+
+struct PaperRewards {
+  double format = 0, count = 0, answer_bleu = 0;
+  JudgeRequest judge;
 };
 
 // NLTK sentence_bleu([reference], hypothesis, weights=(1, 0, 0, 0)) over the words of the two

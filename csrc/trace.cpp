@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "unicode.hpp"
@@ -220,6 +221,31 @@ CharSpan to_chars(const ByteSpan& span, unicode::CharIndex& chars) {
 }
 
 }  // namespace
+
+TagScan scan_tags(std::string_view s) {
+  TagScan t;
+  t.first.fill(npos);
+  t.last.fill(npos);
+  const char* const begin = s.data();
+  const char* const end = begin + s.size();
+  const char* p = begin;
+  while (p < end) {
+    p = static_cast<const char*>(std::memchr(p, '<', static_cast<std::size_t>(end - p)));
+    if (p == nullptr) break;
+    const std::string_view rest(p, static_cast<std::size_t>(end - p));
+    for (std::size_t k = 0; k < kTags.size(); ++k) {
+      if (rest.size() >= kTags[k].size() && rest[1] == kTags[k][1] &&
+          rest.compare(0, kTags[k].size(), kTags[k]) == 0) {
+        const auto at = static_cast<std::size_t>(p - begin);
+        if (t.count[k]++ == 0) t.first[k] = at;
+        t.last[k] = at;
+        break;
+      }
+    }
+    ++p;
+  }
+  return t;
+}
 
 std::size_t count_occurrences(std::string_view text, std::string_view needle, std::size_t limit) {
   std::size_t count = 0, at = 0;

@@ -40,6 +40,14 @@ std::size_t count_official_boxes(std::string_view text);
 // Sections, tags and structured boxes (see grit_fast/rewards/trace.py for the grammar).
 ParsedTrace parse_trace(std::string_view text);
 
+// Every occurrence of the six tags, found in one pass over the '<' bytes (a tag has a single '<',
+// at its start, so occurrences never overlap): count, first and last byte offset of each
+// (npos when absent), indexed like kTags.
+struct TagScan {
+  std::array<std::size_t, 6> count{}, first{}, last{};
+};
+TagScan scan_tags(std::string_view text);
+
 // Non-overlapping occurrences of needle (non-empty) in text, counting at most `limit`.
 std::size_t count_occurrences(std::string_view text, std::string_view needle,
                               std::size_t limit = static_cast<std::size_t>(-1));
