@@ -256,12 +256,21 @@ def test_grpo_loss_from_logits_bf16_and_inplace_backward(triton_cpu):
 
 def test_public_ops_run_under_both_backends(impl):
     logits, ids = _logits(seed=7, n=2, t=4, v=50)
+    logits.requires_grad_()
     rewards = torch.tensor([1.0, 0.0], device=DEVICE)
     mask = torch.ones(2, 4, device=DEVICE)
     out = grpo_loss_from_logits(logits, ids, rewards, mask, group_size=2)
     logp = selective_log_softmax(logits, ids)
     again = grpo_loss(logp, rewards, mask, group_size=2)
     torch.testing.assert_close(out.loss, again.loss)
+    for result in (out, again):
+        # only the loss carries a gradient; the metrics are plain numbers
+        assert [getattr(result, f).requires_grad for f in result._fields] == [
+            True,
+            False,
+            False,
+            False,
+        ]
     want = torch.tensor([1.0, -1.0]) / (1 / 2**0.5 * 2 + 2e-4)
     torch.testing.assert_close(out.advantages.cpu(), want)
 

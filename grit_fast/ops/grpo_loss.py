@@ -178,8 +178,9 @@ class GRPOLossFunction(torch.autograd.Function):
         )
         ctx.save_for_backward(logp, old_logp, ref_logp, mask, stats, row_scale)
         ctx.hparams = hparams
-        ctx.mark_non_differentiable(stats, kl, clip_fraction)
-        return loss, stats[:, 0], kl, clip_fraction
+        advantages = stats[:, 0].contiguous()
+        ctx.mark_non_differentiable(advantages, kl, clip_fraction)
+        return loss, advantages, kl, clip_fraction
 
     @staticmethod
     @once_differentiable  # the backward is not itself differentiable: say so on double backward
