@@ -17,6 +17,30 @@ bool normalized_box(const double* c, Box& out) {
   return true;
 }
 
+namespace {
+
+// Coordinates beyond this magnitude could overflow an area (or a side) to infinity.
+constexpr double kLargeCoordinate = 1e150;
+
+// The power of two that brings the largest |coordinate| to [0.5, 1) when it exceeds
+// kLargeCoordinate, else 0. IoU is scale invariant and scaling by 2^-e is exact.
+int rescale_exponent(double max_abs) {
+  if (!(max_abs > kLargeCoordinate)) return 0;
+  int e = 0;
+  std::frexp(max_abs, &e);
+  return e;
+}
+
+double max_abs(const Box& b) {
+  return std::max(std::max(std::fabs(b.x1), std::fabs(b.y1)), std::max(std::fabs(b.x2), std::fabs(b.y2)));
+}
+
+Box scaled(const Box& b, int e) {
+  return {std::ldexp(b.x1, -e), std::ldexp(b.y1, -e), std::ldexp(b.x2, -e), std::ldexp(b.y2, -e)};
+}
+
+}  // namespace
+
 double box_iou_pair(const Box& a, const Box& b) {
   const double iw = std::max(0.0, std::min(a.x2, b.x2) - std::max(a.x1, b.x1));
   const double ih = std::max(0.0, std::min(a.y2, b.y2) - std::max(a.y1, b.y1));
@@ -28,13 +52,22 @@ double box_iou_pair(const Box& a, const Box& b) {
 }
 
 void box_iou(const double* a, std::size_t n, const double* b, std::size_t m, double* out) {
-  std::vector<Box> bs(m);
-  for (std::size_t j = 0; j < m; ++j) normalized_box(b + 4 * j, bs[j]);
+  std::vector<Box> as(n), bs(m);
+  double largest = 0.0;
   for (std::size_t i = 0; i < n; ++i) {
-    Box ai;
-    normalized_box(a + 4 * i, ai);
-    for (std::size_t j = 0; j < m; ++j) out[i * m + j] = box_iou_pair(ai, bs[j]);
+    normalized_box(a + 4 * i, as[i]);
+    largest = std::max(largest, max_abs(as[i]));
   }
+  for (std::size_t j = 0; j < m; ++j) {
+    normalized_box(b + 4 * j, bs[j]);
+    largest = std::max(largest, max_abs(bs[j]));
+  }
+  if (const int e = rescale_exponent(largest)) {
+    for (auto& box : as) box = scaled(box, e);
+    for (auto& box : bs) box = scaled(box, e);
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    for (std::size_t j = 0; j < m; ++j) out[i * m + j] = box_iou_pair(as[i], bs[j]);
 }
 
 namespace {
@@ -118,6 +151,13 @@ double grounding_iou(const double* pred, std::size_t num_pred, const double* gt,
   for (std::size_t i = 0; i < num_pred; ++i)
     if (normalized_box(pred + 4 * i, b)) p.push_back(b);
   if (p.empty()) return 0.0;
+  double largest = 0.0;
+  for (const auto& box : p) largest = std::max(largest, max_abs(box));
+  for (const auto& box : g) largest = std::max(largest, max_abs(box));
+  if (const int e = rescale_exponent(largest)) {
+    for (auto& box : p) box = scaled(box, e);
+    for (auto& box : g) box = scaled(box, e);
+  }
   const UnionAreas areas = union_areas(p, g);
   return areas.union_ > 0.0 ? areas.intersection / areas.union_ : 0.0;
 }

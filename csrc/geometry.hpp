@@ -32,7 +32,8 @@ UnionAreas union_areas(const std::vector<Box>& pred, const std::vector<Box>& gt)
 
 // IoU of the union of the predicted boxes with the union of the gt boxes (boxes with a non-finite
 // coordinate dropped, corners reordered): 0.0 with no predicted box, NaN with no gt box, 0.0 when
-// both unions have zero area.
+// both unions have zero area. Here and in box_iou, when some |coordinate| exceeds 1e150 all boxes
+// are first scaled by the same power of two (exact; IoU is scale invariant) so no area overflows.
 double grounding_iou(const double* pred, std::size_t num_pred, const double* gt, std::size_t num_gt);
 
 }  // namespace grit

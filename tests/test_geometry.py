@@ -170,3 +170,42 @@ def test_compiled_boundary_rejects_bad_offsets():
         module.box_iou(np.zeros((1, 4), dtype=np.float32), boxes)
     with pytest.raises(ValueError, match="samples"):
         module.grounding_iou_batch(boxes, np.array([0, 2]), boxes, np.array([0, 1, 2]))
+
+
+any_float = st.floats(allow_nan=True, allow_infinity=True, width=64) | st.sampled_from(
+    [0.0, -0.0, 1e-310, 5e-324, 1e150, 1e300, -1e308, 1.7976931348623157e308]
+)
+ragged = st.lists(st.lists(st.tuples(*[any_float] * 4), max_size=5), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(preds=ragged, data=st.data())
+def test_fuzz_fast_equals_reference_on_arbitrary_floats(preds, data):
+    gts = data.draw(st.lists(st.lists(st.tuples(*[any_float] * 4), max_size=5),
+                             min_size=len(preds), max_size=len(preds)))
+    ref = reference_geometry.grounding_iou_batch(preds, gts)
+    for g, value in zip(gts, ref, strict=True):
+        has_gt = any(all(math.isfinite(v) for v in box) for box in g)
+        # NaN exactly when there is no usable gt box; otherwise a number in [0, 1].
+        assert math.isnan(value) == (not has_gt)
+        if has_gt:
+            assert 0.0 <= value <= 1.0
+    if _dispatch.compiled_module() is not None:
+        with _dispatch.backend("fast"):
+            np.testing.assert_array_equal(grounding_iou_batch(preds, gts, num_threads=2), ref)
+        finite = [b for p in preds for b in p if all(math.isfinite(v) for v in b)]
+        others = [b for g in gts for b in g if all(math.isfinite(v) for v in b)]
+        with _dispatch.backend("fast"):
+            pair = box_iou(np.array(finite).reshape(-1, 4), np.array(others).reshape(-1, 4))
+        expected = reference_geometry.box_iou(
+            np.array(finite).reshape(-1, 4), np.array(others).reshape(-1, 4)
+        )
+        np.testing.assert_array_equal(pair, expected)
+        assert not np.isnan(pair).any() and ((pair >= 0) & (pair <= 1)).all()
+
+
+def test_huge_coordinates_do_not_overflow(impl):
+    big = 1e300
+    assert grounding_iou([[0, 0, big, big]], [[0, 0, big, big / 2]]) == 0.5
+    assert box_iou([[-big, -big, big, big]], [[0, 0, big, big]])[0, 0] == 0.25
+    assert grounding_iou([[-1.7e308, 0, 1.7e308, 1]], [[0, 0, 1.7e308, 1]]) == 0.5

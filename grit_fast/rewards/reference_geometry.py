@@ -27,6 +27,19 @@ def _normalized(row: Sequence[float]) -> Box | None:
     return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
 
 
+# Coordinates beyond this magnitude could overflow an area (or a side) to infinity.
+LARGE_COORDINATE = 1e150
+
+
+def rescale_exponent(max_abs: float) -> int:
+    """``e`` such that ``max_abs * 2**-e`` lies in [0.5, 1) when ``max_abs > 1e150``, else 0.
+
+    IoU is scale invariant and scaling by a power of two is exact, so huge finite coordinates are
+    scaled down before any area is formed instead of overflowing to inf/inf = NaN.
+    """
+    return math.frexp(max_abs)[1] if max_abs > LARGE_COORDINATE else 0
+
+
 def box_iou(a, b) -> np.ndarray:
     """Pairwise IoU: ``a`` (N, 4), ``b`` (M, 4) -> float64 (N, M).
 
@@ -35,6 +48,10 @@ def box_iou(a, b) -> np.ndarray:
     """
     a = as_boxes(a, "a", finite=True)
     b = as_boxes(b, "b", finite=True)
+    largest = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)))
+    e = rescale_exponent(largest)
+    if e:
+        a, b = np.ldexp(a, -e), np.ldexp(b, -e)
     lo = np.minimum(a[:, None, :2], a[:, None, 2:])  # (N, 1, 2)
     hi = np.maximum(a[:, None, :2], a[:, None, 2:])
     blo = np.minimum(b[None, :, :2], b[None, :, 2:])  # (1, M, 2)
@@ -108,6 +125,10 @@ def grounding_iou(pred, gt) -> float:
     p = [b for b in map(_normalized, pred.tolist()) if b is not None]
     if not p:
         return 0.0
+    e = rescale_exponent(max(abs(v) for box in (*p, *g) for v in box))
+    if e:
+        p = [tuple(math.ldexp(v, -e) for v in box) for box in p]
+        g = [tuple(math.ldexp(v, -e) for v in box) for box in g]
     inter, union = union_areas(p, g)
     return inter / union if union > 0.0 else 0.0
 
