@@ -42,18 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command_name(argv: list[str]) -> str | None:
+    """The subcommand: the first word that is not an option (top-level options take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    # Parse once to find the subcommand, then let that module add its own arguments and parse again.
-    known, _ = parser.parse_known_args(argv)
-    if known.command is None:
+    # Only the chosen subcommand's module is imported; it adds its arguments before parsing, so
+    # `grit-fast COMMAND --help` lists them.
+    name = _command_name(argv)
+    module = None
+    if name in COMMANDS:
+        module = importlib.import_module(COMMANDS[name][0])
+        module.add_arguments(parser._subparsers._group_actions[0].choices[name])
+    args = parser.parse_args(argv)
+    if module is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(COMMANDS[known.command][0])
-    sub = parser._subparsers._group_actions[0].choices[known.command]
-    module.add_arguments(sub)
-    args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",

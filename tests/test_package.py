@@ -11,7 +11,7 @@ import pytest
 
 import grit_fast
 from grit_fast import _dispatch
-from grit_fast.cli import main
+from grit_fast.cli import COMMANDS, main
 
 from .conftest import REQUIRE_FAST
 
@@ -119,3 +119,22 @@ def test_python_dash_m_runs_the_cli():
 def test_cli_without_command_prints_help(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_each_command_help_lists_its_own_options(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: grit-fast {command}")
+    # Beyond -h/--help, every command but `info` has options of its own (info has --json).
+    options = {word.strip(",[]") for word in out.split() if word.startswith("--")}
+    assert options - {"--help"}, out
+
+
+def test_unknown_command_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["trian"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'trian'" in capsys.readouterr().err
