@@ -15,7 +15,11 @@ unicode_version: str
 
 def parse_traces(
     texts: list[str], num_threads: int = 0
-) -> tuple[list[tuple], tuple[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]:
+) -> tuple[
+    list[tuple],
+    tuple[np.ndarray, np.ndarray, np.ndarray],
+    tuple[np.ndarray, np.ndarray, np.ndarray],
+]:
     """(rows, boxes, answer_boxes). rows[i] = (think, rethink, answer (str or None), labels (tuple of
     str or None), tag counts (dict), tag order (tuple), official box count); boxes and answer_boxes
     = (coords (K,4) float64, character spans (K,2) int64, offsets (N+1,) int64): trace i owns rows
@@ -40,6 +44,7 @@ def bleu1(reference: str, hypothesis: str) -> float:
 
 def python_int(text: str, max_str_digits: int) -> int | None:
     """Python's int(text) (saturated to about 2**62), or None where int() raises ValueError."""
+
 # ---- end trace & rewards ----
 
 # ---- geometry ----
@@ -56,4 +61,5 @@ def grounding_iou_batch(
     """IoU of the union of each sample's predicted boxes with the union of its gt boxes, exact
     areas: float64 (N,), NaN without gt, 0.0 without prediction. Boxes (P, 4)/(G, 4) float64,
     offsets int64 (N + 1,). GIL released."""
+
 # ---- end geometry ----

@@ -181,8 +181,13 @@ ragged = st.lists(st.lists(st.tuples(*[any_float] * 4), max_size=5), max_size=6)
 @settings(max_examples=300, deadline=None)
 @given(preds=ragged, data=st.data())
 def test_fuzz_fast_equals_reference_on_arbitrary_floats(preds, data):
-    gts = data.draw(st.lists(st.lists(st.tuples(*[any_float] * 4), max_size=5),
-                             min_size=len(preds), max_size=len(preds)))
+    gts = data.draw(
+        st.lists(
+            st.lists(st.tuples(*[any_float] * 4), max_size=5),
+            min_size=len(preds),
+            max_size=len(preds),
+        )
+    )
     ref = reference_geometry.grounding_iou_batch(preds, gts)
     for g, value in zip(gts, ref, strict=True):
         has_gt = any(all(math.isfinite(v) for v in box) for box in g)
