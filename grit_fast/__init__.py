@@ -39,6 +39,8 @@ _PUBLIC: dict[str, str] = {
     "evaluate": "grit_fast.evaluate",
     "score_predictions": "grit_fast.evaluate",
     # demo and synthetic data
+    "make_dataset": "grit_fast.data.synthetic",
+    "grounded_trace": "grit_fast.data.synthetic",
 }
 
 __all__ = ["FastPathUnavailable", "__version__", "backend", *_PUBLIC]
