@@ -139,24 +139,42 @@ class PolicyLoss(nn.Module):
         old_logp: torch.Tensor | None,
         ref_logp: torch.Tensor | None,
     ) -> LossOutput:
-        s = self.settings
         hidden = completion_hidden(self.model, inputs, ids.shape[1])
-        kwargs = {
-            "group_size": s.group_size,
-            "old_logp": old_logp,
-            "ref_logp": ref_logp,
-            "beta": s.beta,
-            "eps_low": s.eps_low,
-            "eps_high": s.eps_high,
-            "loss_type": s.loss_type,
-            "scale_rewards": s.scale_rewards,
-            "adv_eps": s.adv_eps,
-        }
         head = output_layer(self.model)
-        fused = fused_module() if s.fused else None
-        if fused is not None and getattr(head, "bias", None) is None:
-            return fused.fused_linear_grpo_loss(
-                hidden, head.weight, ids, rewards, mask, temperature=s.temperature, **kwargs
-            )
-        logp = selective_log_softmax(head(hidden), ids, s.temperature)
-        return grpo_loss(logp.float(), rewards, mask, **kwargs)
+        return loss_from_hidden(hidden, head, ids, rewards, mask, old_logp, ref_logp, self.settings)
+
+
+def loss_from_hidden(
+    hidden: torch.Tensor,
+    head: nn.Module,
+    ids: torch.Tensor,
+    rewards: torch.Tensor,
+    mask: torch.Tensor,
+    old_logp: torch.Tensor | None,
+    ref_logp: torch.Tensor | None,
+    settings: LossSettings,
+) -> LossOutput:
+    """The GRPO-GR loss from completion hidden states ``hidden`` (N, T, H) and the output layer.
+
+    Fused (``settings.fused`` and a bias-free head): logits are never formed. Otherwise
+    ``head(hidden) / τ`` (N, T, V), selective log-softmax, then :func:`grit_fast.ops.grpo_loss`.
+    """
+    s = settings
+    kwargs = {
+        "group_size": s.group_size,
+        "old_logp": old_logp,
+        "ref_logp": ref_logp,
+        "beta": s.beta,
+        "eps_low": s.eps_low,
+        "eps_high": s.eps_high,
+        "loss_type": s.loss_type,
+        "scale_rewards": s.scale_rewards,
+        "adv_eps": s.adv_eps,
+    }
+    fused = fused_module() if s.fused else None
+    if fused is not None and getattr(head, "bias", None) is None:
+        return fused.fused_linear_grpo_loss(
+            hidden, head.weight, ids, rewards, mask, temperature=s.temperature, **kwargs
+        )
+    logp = selective_log_softmax(head(hidden), ids, s.temperature)
+    return grpo_loss(logp.float(), rewards, mask, **kwargs)
