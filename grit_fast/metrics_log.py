@@ -19,9 +19,7 @@ class MetricsLog:
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if tensorboard:
-                from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
-
-                self._writer = SummaryWriter(str(Path(output_dir) / "tensorboard"))
+                self._writer = _summary_writer(Path(output_dir) / "tensorboard")
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         if not self.enabled:
@@ -41,6 +39,18 @@ class MetricsLog:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+def _summary_writer(logdir: Path) -> Any:
+    """A TensorBoard ``SummaryWriter`` (imported only when asked for: tensorboard is optional)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as exc:
+        raise ImportError(
+            "tensorboard=true needs the tensorboard package: pip install 'grit-fast[tensorboard]' "
+            f"(or set tensorboard=false; metrics.jsonl is always written). Import failed: {exc}"
+        ) from None
+    return SummaryWriter(str(logdir))
 
 
 def read_metrics(output_dir: str | Path) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Per-rollout metrics: rewards and their components, zero-advantage groups, lengths, grounding IoU.
+"""Per-step metrics: rewards and their components, zero-advantage groups, lengths, grounding IoU,
+and the wall-time split of a step (:class:`PhaseClock`).
 
 Grounding IoU (GRIT_SPEC §5): the boxes written in the reasoning (before ``<rethink>``), mapped from
 the model's coordinate convention to original-image pixels, union against the union of the gt
@@ -7,9 +8,53 @@ boxes; mean over samples that have gt boxes (NaN when none has).
 
 from __future__ import annotations
 
+import contextlib
+import math
+import time
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import torch
+
+MODEL_PHASES = ("generate", "forward_backward")
+
+
+class PhaseClock:
+    """Wall time per phase of one step; CUDA is synchronised at the edges so GPU work lands in its
+    phase. ``metrics()``: ``time/<phase>``, ``time/step``, ``time/other`` (in no phase) and
+    ``time/overhead_fraction`` = share of the step outside generate and forward+backward."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.totals: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - t0
+
+    def metrics(self) -> dict[str, float]:
+        step = time.perf_counter() - self.start
+        out = {f"time/{k}": v for k, v in self.totals.items()}
+        out["time/step"] = step
+        out["time/other"] = max(0.0, step - sum(self.totals.values()))
+        model = sum(self.totals.get(k, 0.0) for k in MODEL_PHASES)
+        out["time/overhead_fraction"] = max(0.0, step - model) / step if step > 0 else 0.0
+        return out
+
+
+def nanmean(values: Sequence[float]) -> float:
+    """Mean over the finite entries; NaN (quietly) when there are none."""
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def zero_advantage_fraction(total: np.ndarray, group_size: int) -> float:

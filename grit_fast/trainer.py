@@ -23,7 +23,6 @@ import contextlib
 import copy
 import logging
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +44,12 @@ from grit_fast.train_loss import (
     model_inputs,
     token_logprobs,
 )
-from grit_fast.train_metrics import rollout_metrics, zero_advantage_fraction
+from grit_fast.train_metrics import (
+    PhaseClock,
+    nanmean,
+    rollout_metrics,
+    zero_advantage_fraction,
+)
 from grit_fast.train_setup import EpochSampler, apply_lora, build_optimizer, wrap_parallel
 
 logger = logging.getLogger(__name__)
@@ -97,6 +101,7 @@ class GritTrainer:
             raise ValueError("no training data: set `data` in the config or pass records=")
         self.records = _records(data, cfg.image_root)
         self.sampler = EpochSampler(len(self.records), cfg.seed)
+        self.log = MetricsLog(cfg.output_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
 
         if (model is None) != (processor is None):
             raise ValueError(
@@ -152,7 +157,6 @@ class GritTrainer:
         )
         self.extra_reward = extra_reward
         self.step = 0
-        self.log = MetricsLog(cfg.output_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
         self._resume()
 
     # ------------------------------------------------------------------ training
@@ -184,7 +188,7 @@ class GritTrainer:
         return history
 
     def training_step(self) -> dict[str, float]:
-        cfg, clock = self.config, _Clock()
+        cfg, clock = self.config, PhaseClock()
         rollouts = []
         for micro in range(cfg.gradient_accumulation_steps):
             records = self._local_records(micro)
@@ -224,11 +228,12 @@ class GritTrainer:
                     self.model.parameters(), cfg.max_grad_norm
                 )
                 self.optimizer.step()
+                lr = self.scheduler.get_last_lr()[0]  # the rate this update used
                 self.scheduler.step()
                 self.optimizer.zero_grad(set_to_none=True)
 
         self.step += 1
-        metrics = self._metrics(rollouts, outputs, grad_norm, clock)
+        metrics = self._metrics(rollouts, outputs, grad_norm, lr, clock)
         if metrics["zero_advantage_group_fraction"] >= 1.0:
             logger.warning(
                 "step %d: every group has equal rewards, so every advantage is 0 and nothing is "
@@ -314,10 +319,10 @@ class GritTrainer:
         return contextlib.nullcontext()
 
     def _metrics(
-        self, rollouts: list, outputs: list, grad_norm: torch.Tensor, clock: _Clock
+        self, rollouts: list, outputs: list, grad_norm: torch.Tensor, lr: float, clock: PhaseClock
     ) -> dict[str, float]:
         keys = rollouts[0][5].keys()
-        local = {k: float(np.nanmean([r[5][k] for r in rollouts])) for k in keys}
+        local = {k: nanmean([r[5][k] for r in rollouts]) for k in keys}
         local["loss"] = float(np.mean([o.loss.item() for o in outputs]))
         local["kl"] = float(np.mean([o.kl.item() for o in outputs]))
         local["clip_fraction"] = float(np.mean([o.clip_fraction.item() for o in outputs]))
@@ -326,7 +331,7 @@ class GritTrainer:
         local["advantage/std"] = advantages.std().item() if advantages.numel() > 1 else 0.0
         local["advantage/abs_max"] = advantages.abs().max().item()
         local["grad_norm"] = float(grad_norm)
-        local["lr"] = self.scheduler.get_last_lr()[0]
+        local["lr"] = lr
         local.update(clock.metrics())
         return distributed.mean_over_ranks(local)
 
@@ -398,31 +403,3 @@ class GritTrainer:
         checkpoint.set_rng_state(state["rng"])
         self.step = int(state["step"])
         logger.info("resumed from %s at step %d", path, self.step)
-
-
-class _Clock:
-    """Wall time per phase; CUDA is synchronised at the edges so GPU work lands in its phase."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.totals: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def __call__(self, name: str):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - t0
-
-    def metrics(self) -> dict[str, float]:
-        step = time.perf_counter() - self.start
-        out = {f"time/{k}": v for k, v in self.totals.items()}
-        out["time/step"] = step
-        model = self.totals.get("generate", 0.0) + self.totals.get("forward_backward", 0.0)
-        out["time/overhead_fraction"] = max(0.0, step - model) / step if step > 0 else 0.0
-        return out

@@ -1,10 +1,14 @@
-"""GritTrainer on the tiny Qwen2.5-VL: one step, resume equality, interrupted saves, bad input."""
+"""GritTrainer on the tiny Qwen2.5-VL: one step, resume equality, interrupted saves, bad input,
+the all-zero-advantage warning and TensorBoard."""
 
 from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
+import sys
+import types
 
 import pytest
 
@@ -67,7 +71,7 @@ def data(tmp_path):
     return path
 
 
-def make(tiny, data, out, **overrides):
+def make(tiny, data, out, extra_reward=diversity, **overrides):
     config = {
         "data": str(data),
         "output_dir": str(out),
@@ -81,7 +85,7 @@ def make(tiny, data, out, **overrides):
     }
     model, processor = tiny
     return GritTrainer(
-        config, model=copy.deepcopy(model), processor=processor, extra_reward=diversity
+        config, model=copy.deepcopy(model), processor=processor, extra_reward=extra_reward
     )
 
 
@@ -117,6 +121,12 @@ def test_one_step_learns_and_logs(tiny, data, tmp_path):
     ):
         assert key in rows[0], key
     assert 0.0 <= rows[0]["grounding_iou"] <= 1.0
+    assert rows[0]["lr"] == 1e-3  # the rate this update used (cosine reaches 0 only after it)
+    split = sum(
+        rows[0][f"time/{k}"] for k in ("generate", "score", "forward_backward", "optimizer")
+    )
+    assert split + rows[0]["time/other"] == pytest.approx(rows[0]["time/step"], rel=1e-6)
+    assert 0.0 <= rows[0]["time/overhead_fraction"] < 1.0
     assert checkpoint.latest_checkpoint(tmp_path / "run").name == "checkpoint-1"
 
 
@@ -196,3 +206,72 @@ def test_one_step_on_tiny_internvl3(data, tmp_path):
     assert math.isfinite(metrics["loss"]) and metrics["grad_norm"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, params(trainer), strict=True))
     assert read_metrics(tmp_path)[0]["step"] == 1
+
+
+ZERO_WEIGHTS = {
+    name: 0.0
+    for name in (
+        "answer_accuracy",
+        "answer_bleu",
+        "answer_format",
+        "repetition",
+        "grounding_format",
+        "think_format",
+    )
+}
+
+
+def test_all_zero_advantages_warn_every_step(tiny, data, tmp_path, caplog):
+    trainer = make(tiny, data, tmp_path, extra_reward=None, reward_weights=ZERO_WEIGHTS)
+    before = params(trainer)
+    with caplog.at_level(logging.WARNING, logger="grit_fast.trainer"):
+        history = trainer.train()
+    assert [m["zero_advantage_group_fraction"] for m in history] == [1.0, 1.0]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].startswith("step 1: every group has equal rewards")
+    assert "nothing is learned" in warnings[0] and "reward preset" in warnings[0]
+    # Zero advantage and beta·KL = 0 at the start: no gradient, so the weights stay put.
+    assert all(torch.equal(a, b) for a, b in zip(before, params(trainer), strict=True))
+
+
+def test_unreadable_image_in_training_names_file_and_line(tiny, tmp_path):
+    (tmp_path / "a.png").write_bytes(b"not a png")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(RECORDS[0]) + "\n")
+    trainer = make(tiny, bad, tmp_path / "run", batch_size=1)
+    with pytest.raises(GritDataError, match=r"bad.jsonl:1: field 'image': cannot read image"):
+        trainer.train()
+
+
+def test_tensorboard_missing_is_a_clear_error(tiny, data, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)
+    with pytest.raises(ImportError, match=r"tensorboard=true needs the tensorboard package"):
+        make(tiny, data, tmp_path, tensorboard=True)
+
+
+def test_tensorboard_gets_every_metric(tiny, data, tmp_path, monkeypatch):
+    scalars = []
+
+    class Writer:  # stands in for torch.utils.tensorboard.SummaryWriter
+        def __init__(self, logdir):
+            self.logdir = logdir
+
+        def add_scalar(self, key, value, step):
+            scalars.append((key, value, step))
+
+        def flush(self):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(
+        sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer)
+    )
+    trainer = make(tiny, data, tmp_path, tensorboard=True, max_steps=1)
+    trainer.train()
+    assert trainer.log._writer.logdir.endswith("tensorboard")
+    [row] = read_metrics(tmp_path)
+    logged = {key: value for key, value, step in scalars if step == 1}
+    assert logged == {k: v for k, v in row.items() if k != "step" and v is not None}

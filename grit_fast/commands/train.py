@@ -52,11 +52,15 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         trainer = GritTrainer(config)
-    except (GritDataError, ValueError, FileNotFoundError) as exc:
+    except (GritDataError, ValueError, FileNotFoundError, ImportError) as exc:
         logger.error("%s", exc)
         return 2
     try:
-        history = trainer.train()
+        try:
+            history = trainer.train()
+        except GritDataError as exc:  # an image that exists but cannot be read shows up here
+            logger.error("%s", exc)
+            return 2
         if history and distributed.is_main():
             last = history[-1]
             print(f"step {trainer.step}: reward {last['reward/mean']:.4f}, kl {last['kl']:.5f}")
