@@ -161,11 +161,13 @@ SCORER = RewardScorer("official")
 FULL = {"answer_accuracy": 1.0, "answer_bleu": 0.1, "answer_format": 0.5, "repetition": 0.5}
 
 
-@pytest.mark.parametrize("phrasing", [None, 1, 2])
-def test_grounded_trace_earns_full_official_reward(data, impl, phrasing):
+@pytest.mark.parametrize(
+    ("style", "phrasing"), [("full", None), ("full", 1), ("full", 2), ("short", 1)]
+)
+def test_grounded_trace_earns_full_official_reward(data, impl, style, phrasing):
     rs = records(data)
     rng = None if phrasing is None else np.random.default_rng(phrasing)
-    traces = [grounded_trace(r, rng=rng) for r in rs]
+    traces = [grounded_trace(r, rng=rng, style=style) for r in rs]
     batch = SCORER.score(traces, [r.answer for r in rs], [r.dataset for r in rs])
     for i, r in enumerate(rs):
         got = {k: float(v[i]) for k, v in batch.components.items()}
@@ -192,11 +194,12 @@ def _adapters():
     return [Qwen2_5_VLAdapter(None), small, big, InternVLAdapter(None)]
 
 
+@pytest.mark.parametrize("style", ["full", "short"])
 @pytest.mark.parametrize("which", range(4))
-def test_trace_boxes_map_back_to_gt(data, which):
+def test_trace_boxes_map_back_to_gt(data, which, style):
     adapter = _adapters()[which]
     for r in records(data):
-        parsed = parse_trace(grounded_trace(r, to_model_frame=adapter))
+        parsed = parse_trace(grounded_trace(r, to_model_frame=adapter, style=style))
         assert len(parsed.boxes) == len(r.bboxs)
         if not r.bboxs:
             continue
@@ -241,9 +244,22 @@ def test_from_image_pixels_inverts_to_image_pixels():
         grounded_trace({"width": 1, "height": 1, "answer": "a"}, to_model_frame=3)
 
 
-def test_generic_record_gets_a_trace_with_its_boxes():
+def test_short_traces_are_terse_and_ignore_rng(data):
+    r = next(r for r in records(data) if r.dataset == "vsr")
+    trace = grounded_trace(r, style="short")
+    assert trace == grounded_trace(r, rng=np.random.default_rng(7), style="short")
+    first, sub = parse_trace(trace).boxes[0].astype(int), r.extra["subject"]
+    assert trace.startswith(f"<think> {sub['color']} {sub['shape']} [{','.join(map(str, first))}] ")
+    assert trace.endswith(f"</rethink> <answer> {r.answer}") and ", " not in trace
+    assert len(trace.split()) < len(grounded_trace(r).split()) / 2
+    with pytest.raises(ValueError, match="style"):
+        grounded_trace(r, style="long")
+
+
+@pytest.mark.parametrize("style", ["full", "short"])
+def test_generic_record_gets_a_trace_with_its_boxes(style):
     record = {"width": 640, "height": 354, "answer": "tv", "bboxs": [[343.87, 94.03, 396.81, 126]]}
-    parsed = parse_trace(grounded_trace(record))
+    parsed = parse_trace(grounded_trace(record, style=style))
     assert parsed.well_formed and parsed.answer.strip() == "tv" and len(parsed.boxes) == 1
     np.testing.assert_allclose(
         to_image_pixels(parsed.boxes, "qwen2.5-vl", (640, 354)), record["bboxs"], atol=2.0

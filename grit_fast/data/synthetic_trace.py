@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["from_image_pixels", "grounded_trace", "to_model_frame_fn"]
+__all__ = ["STYLES", "from_image_pixels", "grounded_trace", "to_model_frame_fn"]
+
+STYLES = ("full", "short")
 
 FrameFn = Callable[[np.ndarray, int, int], np.ndarray]
 
@@ -87,8 +89,8 @@ def _field(record: Any, name: str, default: Any = None) -> Any:
     return getattr(record, "extra", {}).get(name, default)
 
 
-def _fmt(box: np.ndarray) -> str:
-    return "[" + ", ".join(str(int(v)) for v in box) + "]"
+def _fmt(box: np.ndarray, sep: str = ", ") -> str:
+    return "[" + sep.join(str(int(v)) for v in box) + "]"
 
 
 def _pick(options: tuple[str, ...], rng: Any) -> str:
@@ -96,45 +98,69 @@ def _pick(options: tuple[str, ...], rng: Any) -> str:
 
 
 def grounded_trace(
-    record: Any, rng: np.random.Generator | None = None, to_model_frame: Any = None
+    record: Any,
+    rng: np.random.Generator | None = None,
+    to_model_frame: Any = None,
+    style: str = "full",
 ) -> str:
     """A correct GRIT trace for ``record`` (a synthetic record: dict or GritRecord).
 
     The think section names each object the question is about with its box in the model's frame
     (:func:`to_model_frame_fn`), rounded to integers; the rethink restates the conclusion; the
-    answer is the gt answer. ``rng`` (a numpy Generator) varies the phrasing among a few fixed
-    templates; None always gives the first. A record without the synthetic fields (``task``) gets a
-    generic trace that lists its gt boxes.
+    answer is the gt answer. ``style="full"`` writes sentences (``rng``, a numpy Generator, varies the
+    phrasing among a few fixed templates; None always gives the first); ``style="short"`` writes as
+    few tokens as the format allows, boxes without blanks (``[28,3,48,23]``), and ignores ``rng``::
+
+        <think> yellow square [28,3,48,23] [1,16,18,33] </think> <rethink> 2 yellow squares </rethink> <answer> 2
+
+    A record without the synthetic fields (``task``) gets a generic trace that lists its gt boxes.
     """
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
     frame = to_model_frame_fn(to_model_frame)
     width, height = int(_field(record, "width")), int(_field(record, "height"))
     answer = str(_field(record, "answer"))
     gt = np.asarray(_field(record, "bboxs") or [], dtype=np.float64).reshape(-1, 4)
-    boxes = [_fmt(b) for b in np.rint(frame(gt, width, height))] if len(gt) else []
+    sep = ", " if style == "full" else ","
+    boxes = [_fmt(b, sep) for b in np.rint(frame(gt, width, height))] if len(gt) else []
     task = _field(record, "task")
     if task == "count":
         target = _field(record, "target")
         name = f"{target['color']} {target['shape']}"
-        think = [_pick(_LOOK, rng).format(plural=name + "s", name=name)]
-        found = _pick(_FOUND, rng)
-        think += [found.format(Name=name.capitalize(), k=k, box=b) for k, b in enumerate(boxes, 1)]
-        if not boxes:
-            think.append(_pick(_NONE, rng).format(name=name))
         noun = name if len(boxes) == 1 else name + "s"
-        rethink = _pick(_COUNT_RETHINK, rng).format(n=len(boxes), noun=noun)
+        if style == "short":
+            think = [name, *boxes] if boxes else ["no", name]
+            rethink = f"{len(boxes)} {noun}"
+        else:
+            think = [_pick(_LOOK, rng).format(plural=name + "s", name=name)]
+            found = _pick(_FOUND, rng)
+            think += [
+                found.format(Name=name.capitalize(), k=k, box=b) for k, b in enumerate(boxes, 1)
+            ]
+            if not boxes:
+                think.append(_pick(_NONE, rng).format(name=name))
+            rethink = _pick(_COUNT_RETHINK, rng).format(n=len(boxes), noun=noun)
     elif task == "spatial":
         sub, obj = (_field(record, k) for k in ("subject", "object"))
         sub, obj = f"{sub['color']} {sub['shape']}", f"{obj['color']} {obj['shape']}"
         relation = _field(record, "relation")
-        think = [
-            _pick(_SPATIAL_LOOK, rng).format(name=n, box=b)
-            for n, b in zip((sub, obj), boxes, strict=True)
-        ]
         yes = answer == "yes"
-        think.append(f"The {sub} is {relation if yes else _OPPOSITE[relation]} the {obj}.")
-        rethink = _pick(_SPATIAL_RETHINK, rng).format(
-            subject=sub, neg="" if yes else "not ", relation=relation, object=obj, answer=answer
-        )
+        holds = relation if yes else _OPPOSITE[relation]
+        if style == "short":
+            think = [sub, boxes[0], obj, boxes[1]]
+            rethink = f"{sub} {holds} {obj}"
+        else:
+            think = [
+                _pick(_SPATIAL_LOOK, rng).format(name=n, box=b)
+                for n, b in zip((sub, obj), boxes, strict=True)
+            ]
+            think.append(f"The {sub} is {holds} the {obj}.")
+            rethink = _pick(_SPATIAL_RETHINK, rng).format(
+                subject=sub, neg="" if yes else "not ", relation=relation, object=obj, answer=answer
+            )
+    elif style == "short":
+        think = ["regions", *boxes] if boxes else ["no", "regions"]
+        rethink = f"answer {answer}"
     else:
         think = ["The relevant regions are " + ", ".join(boxes) + "." if boxes else "I look."]
         rethink = f"So the answer is {answer}."
