@@ -27,6 +27,9 @@ _PUBLIC: dict[str, str] = {
     "grounding_iou_batch": "grit_fast.rewards.geometry",
     "qwen_resized_size": "grit_fast.rewards.coords",
     "to_image_pixels": "grit_fast.rewards.coords",
+    # fused-linear GRPO loss (hidden states + lm_head, no logits)
+    "fused_linear_grpo_loss": "grit_fast.ops",
+    "fused_linear_log_probs": "grit_fast.ops",
     # training (config, data, models, trainer)
     "build_tiny_qwen2_5_vl": "grit_fast.models",
     "build_tiny_internvl3": "grit_fast.models",

@@ -50,7 +50,9 @@ FAST_PATHS: dict[str, str] = {
     "grpo_loss": TRITON,
     "selective_log_softmax": TRITON,
     "grpo_loss_from_logits": TRITON,
-    # fused linear ops (grit_fast.ops.fused_linear)
+    # fused linear ops (grit_fast.ops.fused_linear; CPU tensors otherwise take its chunked torch path)
+    "fused_linear_grpo_loss": TRITON,
+    "fused_linear_log_probs": TRITON,
 }
 
 _mode_override: contextvars.ContextVar[str | None] = contextvars.ContextVar(
