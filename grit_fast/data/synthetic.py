@@ -192,8 +192,27 @@ def _pick_other(rng, spec, exclude: set[tuple[str, str]]) -> tuple[str, str]:
     return pairs[int(rng.integers(len(pairs)))]
 
 
-def _scene(rng, spec, task, width, height) -> tuple[list[dict], dict[str, Any]] | None:
-    """Objects (colour, shape, integer box) and the question's parts, or None to retry."""
+def _parts(rng, spec, task) -> dict[str, Any]:
+    """What the question asks, drawn once per sample (before layout, so retries do not bias it)."""
+    if task == "count":
+        color = spec.colors[int(rng.integers(len(spec.colors)))]
+        shape = spec.shapes[int(rng.integers(len(spec.shapes)))]
+        return {
+            "target": {"color": color, "shape": shape},
+            "count": int(rng.integers(spec.max_count + 1)),
+        }
+    subject = _pick_other(rng, spec, set())
+    obj = _pick_other(rng, spec, {subject})
+    relation = spec.relations[int(rng.integers(len(spec.relations)))]
+    return {
+        "subject": {"color": subject[0], "shape": subject[1]},
+        "relation": relation,
+        "object": {"color": obj[0], "shape": obj[1]},
+    }
+
+
+def _scene(rng, spec, parts, width, height) -> list[dict] | None:
+    """The objects (colour, shape, integer box) in drawing order, or None to retry."""
     objects: list[dict] = []
     boxes: list[list[int]] = []
 
@@ -205,35 +224,22 @@ def _scene(rng, spec, task, width, height) -> tuple[list[dict], dict[str, Any]] 
         objects.append({"shape": shape, "color": color, "box": box})
         return True
 
-    if task == "count":
-        target = (
-            spec.colors[int(rng.integers(len(spec.colors)))],
-            spec.shapes[int(rng.integers(len(spec.shapes)))],
-        )
-        count = int(rng.integers(spec.max_count + 1))
-        if not all(add(*target) for _ in range(count)):
+    def pair(name: str) -> tuple[str, str]:
+        return parts[name]["color"], parts[name]["shape"]
+
+    if "target" in parts:
+        if not all(add(*pair("target")) for _ in range(parts["count"])):
             return None
-        exclude = {target}
-        parts: dict[str, Any] = {"target": {"color": target[0], "shape": target[1]}}
+        exclude = {pair("target")}
     else:
-        subject = _pick_other(rng, spec, set())
-        obj = _pick_other(rng, spec, {subject})
-        relation = spec.relations[int(rng.integers(len(spec.relations)))]
-        if not add(*subject):
+        axis = 0 if parts["relation"] in ("left of", "right of") else 1
+        if not (add(*pair("subject")) and add(*pair("object"), apart=(boxes[0], axis))):
             return None
-        axis = 0 if relation in ("left of", "right of") else 1
-        if not add(*obj, apart=(boxes[0], axis)):
-            return None
-        exclude = {subject, obj}
-        parts = {
-            "subject": {"color": subject[0], "shape": subject[1]},
-            "relation": relation,
-            "object": {"color": obj[0], "shape": obj[1]},
-        }
+        exclude = {pair("subject"), pair("object")}
     for _ in range(int(rng.integers(spec.distractors[0], spec.distractors[1] + 1))):
         add(*_pick_other(rng, spec, exclude))  # a distractor that does not fit is left out
     order = rng.permutation(len(objects))  # drawing order: targets are not always on top
-    return [objects[i] for i in order], parts
+    return [objects[i] for i in order]
 
 
 def _draw(rng, objects: list[dict], width: int, height: int) -> Any:
@@ -283,12 +289,18 @@ def make_sample(
     if task not in spec.tasks:
         raise ValueError(f"task {task!r} is not one of the spec's tasks {spec.tasks}")
     (w_lo, w_hi), (h_lo, h_hi) = _size_range(spec.image_size)
-    while True:
+    parts = _parts(rng, spec, task)
+    for _ in range(100):
         width, height = int(rng.integers(w_lo, w_hi + 1)), int(rng.integers(h_lo, h_hi + 1))
-        scene = _scene(rng, spec, task, width, height)
-        if scene is not None:
+        objects = _scene(rng, spec, parts, width, height)
+        if objects is not None:
             break
-    objects, parts = scene
+    else:
+        raise ValueError(
+            f"cannot place {parts.get('count', 2)} shapes of size {spec.object_size} overlapping at most "
+            f"{spec.max_overlap} in a {spec.image_size} image; lower max_count or object_size"
+        )
+    parts.pop("count", None)  # the answer says it
     image = _draw(rng, objects, width, height)
     answer, bboxs = _answer(task, objects, parts)
     record = {
