@@ -119,28 +119,15 @@ def _load_data(data, image_root) -> list[Any]:
 
 
 def _load_model(model: Any, processor: Any) -> tuple[Any, Any]:
-    """(model, processor) from objects or a saved model directory."""
+    """(model, processor) from objects, a local checkpoint directory or ``tiny:<family>``."""
     if not isinstance(model, (str, os.PathLike)):
         if processor is None:
             raise ValueError("evaluate: pass the processor with an in-memory model")
         return model, processor
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer
+    from grit_fast.models import load_model
 
-    from grit_fast.models import family_of
-
-    config = AutoConfig.from_pretrained(model)
-    family = family_of(config)
-    loaded = AutoModelForImageTextToText.from_pretrained(model)
-    if processor is None:
-        if family == "qwen2.5-vl":
-            from grit_fast.models.qwen2_5_vl import build_processor
-
-            processor = build_processor(tokenizer=AutoTokenizer.from_pretrained(model))
-        else:
-            from transformers import AutoProcessor
-
-            processor = AutoProcessor.from_pretrained(model)
-    return loaded, processor
+    loaded, default_processor = load_model(str(model))
+    return loaded, default_processor if processor is None else processor
 
 
 def _sample_fields(record: Any, image_root: Any) -> dict[str, Any]:
@@ -212,7 +199,8 @@ def evaluate(
 ) -> dict[str, Any]:
     """Generate, score and write metrics (see the module doc); returns the metrics on every rank.
 
-    ``model``: a saved model directory or a loaded model (then pass ``processor``). ``data``: GRIT
+    ``model``: a local checkpoint directory, ``tiny:qwen2.5-vl`` / ``tiny:internvl3`` (a tiny random
+    model, for trying the pipeline), or a loaded model (then pass ``processor``). ``data``: GRIT
     JSONL path(s) or records; ``image_root`` resolves relative image paths (default: each file's
     directory). ``judge``: judge callable (default the rule judge). ``resume=False`` discards earlier
     generations in ``out_dir``. ``device``: where to run; default: a model loaded from a directory

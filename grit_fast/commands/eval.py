@@ -74,7 +74,11 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="saved model directory")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="local checkpoint directory, or tiny:qwen2.5-vl / tiny:internvl3 (tiny random model)",
+    )
     parser.add_argument(
         "--data", required=True, action="append", help="GRIT JSONL file (repeatable)"
     )
