@@ -2,15 +2,18 @@
 
 Each PNG puts the original image on the left, with
 
-* the predicted boxes in original-image pixels (``record["boxes"]``), box ``k`` outlined in
-  ``PALETTE[k % len(PALETTE)]`` and tagged ``k+1`` (plus its label when the trace gives one), in the
-  order the trace wrote them;
+* the predicted boxes in original-image pixels, in the order the trace wrote them: the reasoning's
+  (``record["boxes"]``), then those of the answer (``record["answer_boxes"]``, the predictions of
+  detection-style sets such as OVDEval) that are not already among them; box ``k`` is outlined in
+  ``PALETTE[k % len(PALETTE)]`` and tagged ``k+1`` (plus its label when the trace gives one);
 * the ground-truth boxes (``record["bboxs"]``) as dashed :data:`GT_COLOR` outlines;
 
 and on the right a header (index, dataset, judge score, grounding IoU, question, gt answer,
-prediction) above the completion, where the text of each box (``record["box_spans"]``) is highlighted
-in its box's colour. Images larger than ``max_side`` are scaled down, boxes with them. A missing
-image is drawn as a grey canvas of the record's size with a note, so a gallery is never cut short.
+prediction, a key to the box styles) above the completion, where the text of each box
+(``box_spans``, ``answer_box_spans``) is highlighted in its box's colour. Images larger than
+``max_side`` are scaled down and images smaller than ``min_side`` scaled up, boxes with them. A
+missing image is drawn as a grey canvas of the record's size with a note, so a gallery is never cut
+short.
 
 :func:`render_gallery` writes ``samples/<index>.png`` for every record and ``index.html``: a table of
 thumbnails with answer, prediction, judge score and IoU, sortable by clicking a column header.
@@ -48,6 +51,7 @@ _BOX_WIDTH = 3
 _GT_WIDTH = 2
 _DASH, _GAP = 8, 5
 _MAX_CHARS = 6000
+_MAX_TAG_CHARS = 32
 _TEXT_PANEL = 520
 _MARGIN = 10
 _TOKEN = re.compile(r"\n|[^\S\n]+|\S+")
@@ -149,55 +153,101 @@ def _layout(segments, font, width: int, line_height: int):
     return placed, y + line_height
 
 
+def _drawn_boxes(record: Mapping[str, Any]) -> tuple[list, list, list]:
+    """(boxes, spans, labels) to draw: the reasoning's, then the answer's not already among them.
+
+    Without ``<rethink>`` the reasoning is the whole text, so answer boxes are found twice; a span
+    that overlaps a reasoning box's span is the same box.
+    """
+    boxes = list(record.get("boxes") or [])
+    spans = [(int(a), int(b)) for a, b in record.get("box_spans") or []]
+    labels = list(record.get("box_labels") or [])
+    labels += [None] * (len(boxes) - len(labels))
+    spans += [(0, 0)] * (len(boxes) - len(spans))
+    taken = list(spans)
+    answer_spans = record.get("answer_box_spans") or []
+    for box, (start, end) in zip(record.get("answer_boxes") or [], answer_spans, strict=False):
+        start, end = int(start), int(end)
+        if any(start < b and a < end for a, b in taken):
+            continue
+        boxes.append(box)
+        spans.append((start, end))
+        labels.append(None)
+    return boxes, spans, labels
+
+
+def _tag_text(k: int, label: Any) -> str:
+    tag = str(k + 1) + (f" {label}" if label else "")
+    return tag if len(tag) <= _MAX_TAG_CHARS else tag[: _MAX_TAG_CHARS - 1] + "\u2026"
+
+
+def _draw_boxes(image: Any, record: Mapping[str, Any], boxes, labels, sx: float) -> None:
+    from PIL import ImageDraw
+
+    draw = ImageDraw.Draw(image)
+    font = _font(13)
+    for k, box in enumerate(boxes):
+        color = PALETTE[k % len(PALETTE)]
+        draw.rectangle(_ordered(box, sx), outline=color, width=_BOX_WIDTH)
+    # Tags after every outline, so that no later box covers a number; kept inside the image.
+    for k, box in enumerate(boxes):
+        color = PALETTE[k % len(PALETTE)]
+        x1, y1, _, _ = _ordered(box, sx)
+        tag = _tag_text(k, labels[k])
+        tw = font.getlength(tag) + 6
+        tx = max(0.0, min(x1, image.width - tw))
+        ty = y1 - 17 if y1 >= 17 else max(0.0, y1) + _BOX_WIDTH
+        ty = min(ty, image.height - 16)
+        draw.rectangle((tx, ty, tx + tw, ty + 16), fill=color)
+        draw.text((tx + 3, ty + 1), tag, fill=(255, 255, 255), font=font)
+    # Ground truth last: its dashes stay visible where it coincides with a prediction.
+    for box in record.get("bboxs") or []:
+        _dashed_rectangle(draw, _ordered(box, sx), GT_COLOR, _GT_WIDTH)
+
+
 def render_sample(
-    record: Mapping[str, Any], image_root: str | os.PathLike | None = None, max_side: int = 768
+    record: Mapping[str, Any],
+    image_root: str | os.PathLike | None = None,
+    max_side: int = 768,
+    min_side: int = 384,
 ) -> Any:
     """The picture of one scored prediction record (see the module doc) as an RGB PIL image."""
     from PIL import Image, ImageDraw
 
     image, problem = _load(record, image_root)
-    scale = min(1.0, max_side / max(image.size))
-    if scale < 1.0:
+    longest = max(image.size)
+    scale = max_side / longest if longest > max_side else max(1.0, min_side / longest)
+    if scale != 1.0:
         image = image.resize(
             (max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-            Image.Resampling.BILINEAR,
+            Image.Resampling.BILINEAR if scale < 1.0 else Image.Resampling.BICUBIC,
         )
     # Boxes are in original pixels; the record's size is the frame (the image may be a placeholder).
     frame_w = float(record.get("width") or image.width / scale)
     sx = image.width / frame_w
-    draw = ImageDraw.Draw(image)
-    font = _font(13)
-    labels = record.get("box_labels") or []
-    for k, box in enumerate(record.get("boxes") or []):
-        color = PALETTE[k % len(PALETTE)]
-        x1, y1, x2, y2 = _ordered(box, sx)
-        draw.rectangle((x1, y1, x2, y2), outline=color, width=_BOX_WIDTH)
-        tag = str(k + 1) + (f" {labels[k]}" if k < len(labels) and labels[k] else "")
-        tw = font.getlength(tag) + 6
-        ty = y1 - 17 if y1 >= 17 else y1 + _BOX_WIDTH
-        draw.rectangle((x1, ty, x1 + tw, ty + 16), fill=color)
-        draw.text((x1 + 3, ty + 1), tag, fill=(255, 255, 255), font=font)
-    # Ground truth last: its dashes stay visible where it coincides with a prediction.
-    for box in record.get("bboxs") or []:
-        _dashed_rectangle(draw, _ordered(box, sx), GT_COLOR, _GT_WIDTH)
+    boxes, spans, labels = _drawn_boxes(record)
+    _draw_boxes(image, record, boxes, labels, sx)
     if problem:
-        draw.text((6, 6), problem, fill=(60, 60, 60), font=font)
+        ImageDraw.Draw(image).text((6, 6), problem, fill=(60, 60, 60), font=_font(13))
 
     text_font = _font(14)
     line_height = 19
     width = _TEXT_PANEL - 2 * _MARGIN
     iou, judge = record.get("grounding_iou"), record.get("judge_score")
+    key = "boxes: numbered in the order written; ground truth dashed green" if boxes else ""
     header = (
         f"#{record.get('index', '?')}  {record.get('dataset', '')}   "
         f"judge {'-' if judge is None else f'{judge:.2f}'}   "
         f"IoU {'-' if iou is None else f'{iou:.3f}'}\n"
         f"Q: {record.get('question', '')}\nGT: {record.get('answer', '')}\n"
-        f"Pred: {(record.get('prediction') or '').strip() or '-'}\n\n"
+        f"Pred: {(record.get('prediction') or '').strip() or '-'}\n"
+        f"{key or 'no predicted box'}\n\n"
     )
     completion = str(record.get("completion") or "")
     if len(completion) > _MAX_CHARS:
-        completion = completion[:_MAX_CHARS] + " …"
-    spans = [(len(header) + int(a), len(header) + int(b)) for a, b in record.get("box_spans") or []]
+        completion = completion[:_MAX_CHARS] + " \u2026"
+    shown = min(len(completion), _MAX_CHARS)
+    spans = [(len(header) + a, len(header) + b) if a < shown else (0, 0) for a, b in spans]
     placed, text_h = _layout(_segments(header + completion, spans), text_font, width, line_height)
 
     canvas = Image.new(
@@ -271,6 +321,7 @@ def render_gallery(
     out_dir: str | os.PathLike,
     image_root: str | os.PathLike | None = None,
     max_side: int = 768,
+    min_side: int = 384,
 ) -> Path:
     """Write ``samples/<index>.png`` per scored record and ``index.html``; returns the html path."""
     from tqdm.auto import tqdm
@@ -281,7 +332,7 @@ def render_gallery(
     for i, record in enumerate(tqdm(records, desc="pictures", unit="sample")):
         index = record.get("index", i)
         name = f"samples/{int(index):06d}.png"
-        render_sample(record, image_root, max_side).save(out / name)
+        render_sample(record, image_root, max_side, min_side).save(out / name)
         esc = [html.escape(str(record.get(k) or "")) for k in ("dataset", "question", "answer")]
         pred = html.escape((record.get("prediction") or "").strip())
         rows.append(

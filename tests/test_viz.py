@@ -127,3 +127,80 @@ def test_gallery_and_cli(scene, tmp_path):
     assert drawn.size == render_sample(record, root).size
     assert (out / "index.html").is_file()
     assert main(["viz", "--predictions", str(tmp_path / "nope.jsonl"), "--out", str(out)]) == 1
+
+
+def _ovd(tmp_path, completion):
+    Image.new("RGB", (W, H), BACKGROUND).save(tmp_path / "ovd.png")
+    record = {
+        "image": "ovd.png",
+        "width": W,
+        "height": H,
+        "answer": "cup",
+        "bboxs": [],
+        "dataset": "ovdeval",
+        "completion": completion,
+        "convention": "pixels",
+    }
+    (scored,) = score_records([record])
+    return scored
+
+
+def test_answer_boxes_of_detection_sets_are_drawn_and_highlighted(tmp_path):
+    record = _ovd(
+        tmp_path,
+        "<think> find it </think> <rethink> ok </rethink> <answer> "
+        '[{"bbox_2d": [50, 100, 150, 200], "label": "cup"}]</answer>',
+    )
+    assert record["boxes"] == [] and record["answer_boxes"] == [[50, 100, 150, 200]]
+    start, end = record["answer_box_spans"][0]
+    assert record["completion"][start:end] == "[50, 100, 150, 200]"
+    picture = render_sample(record, tmp_path)
+    assert close(picture.getpixel((50, 150)), PALETTE[0])
+    assert close(picture.getpixel((149, 150)), PALETTE[0])
+    assert picture.getpixel((100, 150)) == BACKGROUND
+    counts = {
+        c: n for n, c in picture.crop((W, 0, picture.width, picture.height)).getcolors(1 << 16)
+    }
+    assert counts.get(PALETTE[0], 0) > 300 and counts.get(PALETTE[1], 0) == 0
+
+
+def test_a_box_found_in_reasoning_and_answer_is_drawn_once(tmp_path):
+    # Without <rethink> the whole text is reasoning, so the answer's box is found twice.
+    record = _ovd(tmp_path, "<think> find it </think> <answer> [50, 100, 150, 200]")
+    assert record["boxes"] == record["answer_boxes"] == [[50, 100, 150, 200]]
+    picture = render_sample(record, tmp_path)
+    colours = {c for _, c in picture.getcolors(1 << 16)}
+    assert PALETTE[0] in colours and PALETTE[1] not in colours
+
+
+def test_tags_stay_inside_the_image(tmp_path):
+    record = _ovd(
+        tmp_path,
+        '<think> {"bbox_2d": [330, 100, 398, 200], "label": "a very long label for a small box"}'
+        " </think> <rethink> ok </rethink> <answer> cup",
+    )
+    assert record["box_labels"] == ["a very long label for a small box"]
+    picture = render_sample(record, tmp_path)
+    # The tag above the box is moved left so that it ends at the image's right edge...
+    assert close(picture.getpixel((W - 2, 90)), PALETTE[0])
+    assert close(picture.getpixel((300, 90)), PALETTE[0])
+    # ...and does not run into the text panel.
+    assert picture.getpixel((W + 1, 90)) == (255, 255, 255)
+
+
+def test_small_images_scale_up_with_their_boxes(tmp_path):
+    Image.new("RGB", (100, 80), BACKGROUND).save(tmp_path / "small.png")
+    record = {
+        "image": "small.png",
+        "width": 100,
+        "height": 80,
+        "boxes": [[10, 40, 50, 70]],
+        "box_spans": [],
+        "bboxs": [],
+        "completion": "x",
+    }
+    picture = render_sample(record, tmp_path, min_side=400)
+    assert picture.size[1] >= 320
+    assert close(picture.getpixel((41, 220)), PALETTE[0])  # x = 10 * 4
+    assert close(picture.getpixel((198, 220)), PALETTE[0])  # x = 50 * 4
+    assert picture.getpixel((120, 220)) == BACKGROUND

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-side", type=int, default=768, help="scale larger images down to this side"
     )
     parser.add_argument(
+        "--min-side", type=int, default=384, help="scale smaller images up to this side"
+    )
+    parser.add_argument(
         "--convention",
         choices=("qwen2.5-vl", "internvl", "pixels"),
         help="box frame of unscored records that do not name one (default: pixels)",
@@ -31,10 +34,13 @@ def run(args: argparse.Namespace) -> int:
         records = read_jsonl(args.predictions)
         if args.limit is not None:
             records = records[: max(0, args.limit)]
-        if any("boxes" not in r or "box_spans" not in r for r in records):
+        derived = ("boxes", "box_spans", "answer_boxes", "answer_box_spans")
+        if any(key not in r for r in records for key in derived):
             log.info("records without derived fields: scoring them with the rule judge first")
             records = score_records(records, convention=args.convention, source=args.predictions)
-        path = render_gallery(records, args.out, args.image_root, max_side=args.max_side)
+        path = render_gallery(
+            records, args.out, args.image_root, max_side=args.max_side, min_side=args.min_side
+        )
     except (PredictionError, ValueError, OSError) as exc:
         print(f"grit-fast viz: {exc}")
         return 1
