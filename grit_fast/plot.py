@@ -73,6 +73,16 @@ def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], l
     return xs, ys
 
 
+def _label(key: str) -> str:
+    """A legend entry: the key without the prefix its panel title already says."""
+    if key in _TOTAL_KEYS:
+        return "total"
+    for prefix in ("reward/", "completion_length/", "kl/"):
+        if key.startswith(prefix):
+            return key[len(prefix) :]
+    return key
+
+
 def _pyplot() -> Any:
     try:
         import matplotlib
@@ -107,14 +117,18 @@ def plot_curves(
     plt = _pyplot()
     cols = min(3, len(panels))
     nrows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, 3.6 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, cols, figsize=(5.6 * cols, 3.6 * nrows), squeeze=False, layout="constrained"
+    )
     for ax, (name, ks) in zip(axes.flat, panels, strict=False):
         for key in ks:
             xs, ys = _series(rows, key)
             if not xs:
                 continue
             total = key in _TOTAL_KEYS
-            ax.plot(xs, ys, label=key, linewidth=2.2 if total else 1.2, zorder=3 if total else 2)
+            (line,) = ax.plot(
+                xs, ys, label=_label(key), linewidth=2.2 if total else 1.2, zorder=3 if total else 2
+            )
             if key == "reward/mean":
                 sx, sd = _series(rows, "reward/std")
                 std = dict(zip(sx, sd, strict=True))
@@ -123,16 +137,20 @@ def plot_curves(
                     bx, by, bs = zip(*band, strict=True)
                     lo = [y - s for y, s in zip(by, bs, strict=True)]
                     hi = [y + s for y, s in zip(by, bs, strict=True)]
-                    ax.fill_between(bx, lo, hi, alpha=0.15, label="reward ± std")
+                    ax.fill_between(
+                        bx, lo, hi, color=line.get_color(), alpha=0.15, label="total ± std"
+                    )
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if len(ax.get_legend_handles_labels()[1]) > 3:  # beside the panel: no curve hidden
+            ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        else:
+            ax.legend(fontsize=7, loc="best", framealpha=0.7)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
