@@ -273,6 +273,8 @@ def test_generic_record_gets_a_trace_with_its_boxes(style):
     [
         ({"image_size": (20, 112)}, "image_size"),
         ({"image_size": "big"}, "image_size"),
+        ({"image_size": ((100,), 100)}, "image_size"),
+        ({"image_size": ((100, 90), 100)}, "image_size"),
         ({"tasks": ("count", "ocr")}, "tasks"),
         ({"colors": ("red", "pink")}, "colors"),
         ({"object_size": (0.3, 0.2)}, "object_size"),

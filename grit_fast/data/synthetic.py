@@ -110,7 +110,7 @@ def _size_range(image_size: Any) -> tuple[tuple[int, int], tuple[int, int]]:
         h = (h, h) if isinstance(h, (int, np.integer)) else tuple(h)
         ranges = (int(w[0]), int(w[1])), (int(h[0]), int(h[1]))
         ok = len(w) == 2 and len(h) == 2
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         ok = False
     if not ok or not all(28 <= lo <= hi <= 2048 for lo, hi in ranges):
         raise ValueError(
