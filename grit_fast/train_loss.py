@@ -103,11 +103,24 @@ def logprobs_from_hidden(
     """(N, T) log-probs of ``ids`` under logits ``lm_head(hidden) / τ``."""
     head = output_layer(model)
     fused = fused_module() if settings.fused else None
-    if fused is not None and getattr(head, "bias", None) is None:
+    if fused is not None:
+        hidden, weight, bias = head_operands(hidden, head)
         return fused.fused_linear_log_probs(
-            hidden, head.weight, ids, temperature=settings.temperature
+            hidden, weight, ids, bias, temperature=settings.temperature
         )
     return selective_log_softmax(head(hidden), ids, settings.temperature)
+
+
+def head_operands(
+    hidden: torch.Tensor, head: nn.Module
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(hidden, weight, bias) for the fused kernels, in one dtype: under autocast the autocast dtype
+    (as ``head(hidden)`` would compute), else the weight's. The casts are differentiable."""
+    weight, bias = head.weight, getattr(head, "bias", None)
+    kind = hidden.device.type
+    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else weight.dtype
+    cast = [x if x is None or x.dtype == dtype else x.to(dtype) for x in (hidden, weight, bias)]
+    return cast[0], cast[1], cast[2]
 
 
 @torch.no_grad()
@@ -156,7 +169,7 @@ def loss_from_hidden(
 ) -> LossOutput:
     """The GRPO-GR loss from completion hidden states ``hidden`` (N, T, H) and the output layer.
 
-    Fused (``settings.fused`` and a bias-free head): logits are never formed. Otherwise
+    Fused (``settings.fused``): logits are never formed. Otherwise
     ``head(hidden) / τ`` (N, T, V), selective log-softmax, then :func:`grit_fast.ops.grpo_loss`.
     """
     s = settings
@@ -172,9 +185,10 @@ def loss_from_hidden(
         "adv_eps": s.adv_eps,
     }
     fused = fused_module() if s.fused else None
-    if fused is not None and getattr(head, "bias", None) is None:
+    if fused is not None:
+        hidden, weight, bias = head_operands(hidden, head)
         return fused.fused_linear_grpo_loss(
-            hidden, head.weight, ids, rewards, mask, temperature=s.temperature, **kwargs
+            hidden, weight, ids, rewards, mask, bias=bias, temperature=s.temperature, **kwargs
         )
     logp = selective_log_softmax(head(hidden), ids, s.temperature)
     return grpo_loss(logp.float(), rewards, mask, **kwargs)
