@@ -258,6 +258,12 @@ class FusedLinearGRPOFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable  # the backward is not itself differentiable: say so on double backward
     def backward(ctx, grad_loss, *_):
+        if ctx.grads is None:
+            raise RuntimeError(
+                "fused_linear_grpo_loss: backward through the same loss a second time; its "
+                "gradients were formed in the forward and handed out by the first backward - "
+                "compute the loss again (retain_graph cannot keep them)"
+            )
         grads = [None if g is None else g.mul_(grad_loss) for g in ctx.grads]
         ctx.grads = None  # the stored gradients now belong to autograd
         return *grads, *([None] * 6)
