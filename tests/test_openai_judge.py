@@ -113,6 +113,18 @@ def test_retries_failures_and_slow_replies(server):
     assert server.calls["slow:1"] == 2
 
 
+def test_requests_run_concurrently(server):
+    # Each of these replies after 0.6 s: four in flight take ~0.6 s, one at a time ~2.4 s.
+    preds = ["slow:1", "slow:0.5", "slow:0.25", "slow:0"]
+    for concurrency, bound in ((4, lambda s: s < 1.5), (1, lambda s: s >= 2.4)):
+        server.calls.clear()
+        judge = judge_for(server, concurrency=concurrency, timeout=5.0)
+        start = time.monotonic()
+        assert judge(["q"] * 4, ["a"] * 4, preds) == [1.0, 0.5, 0.25, 0.0]
+        assert bound(time.monotonic() - start), concurrency
+        assert judge.requests_sent == 4
+
+
 def test_exhausted_attempts_score_zero_and_are_not_cached(server, tmp_path, caplog):
     cache = tmp_path / "judge.jsonl"
     judge = judge_for(server, retries=1, cache_path=cache)
