@@ -70,7 +70,7 @@ TEXT = "<think> the cup [10, 20, 30, 40] and 1,2,3,4,5 " * 40_000 + "</think><re
 def test_parse_traces_releases_the_gil():
     from grit_fast import parse_traces
 
-    _check(lambda: parse_traces([TEXT] * 8, num_threads=1))
+    _check(lambda: parse_traces([TEXT] * 16, num_threads=1))
 
 
 def test_score_releases_the_gil():
