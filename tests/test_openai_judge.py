@@ -198,3 +198,28 @@ def test_bad_arguments(server):
         OpenAIJudge(concurrency=0)
     with pytest.raises(ValueError, match="expected equal lengths"):
         judge_for(server)(["q"], [], [])
+
+
+def test_score_cli_with_the_openai_judge(server, tmp_path, capsys):
+    from grit_fast.cli import main
+
+    rows = [
+        {"completion": "<answer>ok:0.5", "answer": "a", "question": "q", "dataset": "vsr"},
+        {"completion": "<answer>ok:1", "answer": "a", "question": "q", "dataset": "vsr"},
+        {"completion": "no answer", "answer": "a", "question": "q", "dataset": "vsr"},
+    ]
+    path = tmp_path / "preds.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["score", "--predictions", str(path), "--out", str(tmp_path / "out")]
+    args += ["--judge", "openai", "--judge-base-url", server.base_url, "--judge-model", "m"]
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["overall"]
+    assert metrics["acc"] == pytest.approx(100 * (0.5 + 1.0 + 0.0) / 3)
+    assert metrics["acc_binary"] == pytest.approx(200 / 3)
+    assert server.bodies[0]["model"] == "m"
+    assert sum(server.calls.values()) == 2  # the sample without <answer> is not judged
+    # The default cache sits in the output folder: a re-run asks nothing.
+    assert (tmp_path / "out" / "judge_cache.jsonl").is_file()
+    assert main(args) == 0
+    assert sum(server.calls.values()) == 2
+    assert "overall" in capsys.readouterr().out
