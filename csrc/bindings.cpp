@@ -116,6 +116,9 @@ py::tuple parse_traces(const py::handle& texts, int num_threads) {
     const py::object& text = batch.keep[i];
     py::tuple labels(t.boxes.size());
     for (std::size_t k = 0; k < t.boxes.size(); ++k) labels[k] = substring(text, t.boxes[k].label);
+    py::tuple answer_labels(t.answer_boxes.size());
+    for (std::size_t k = 0; k < t.answer_boxes.size(); ++k)
+      answer_labels[k] = substring(text, t.answer_boxes[k].label);
     py::dict counts;
     std::vector<std::pair<std::int64_t, std::size_t>> present;
     for (std::size_t k = 0; k < tags.size(); ++k) {
@@ -127,7 +130,7 @@ py::tuple parse_traces(const py::handle& texts, int num_threads) {
     for (std::size_t k = 0; k < present.size(); ++k) order[k] = tags[present[k].second];
     rows[i] = py::make_tuple(substring(text, t.think), substring(text, t.rethink),
                              substring(text, t.answer), labels, counts, order,
-                             t.official_box_count);
+                             t.official_box_count, answer_labels);
   }
   return py::make_tuple(rows, flat_boxes(parsed, &grit::ParsedTrace::boxes),
                         flat_boxes(parsed, &grit::ParsedTrace::answer_boxes));
@@ -260,8 +263,9 @@ void bind(py::module_& m) {
   m.attr("unicode_version") = grit::unicode::kUnicodeVersion;
   m.def("parse_traces", &parse_traces, py::arg("texts"), py::arg("num_threads") = 0,
         "Parse a list of completions (GIL released). Returns (rows, boxes, answer_boxes): rows[i] "
-        "= (think, rethink, answer, labels, tag counts, tag order, official box count); boxes and "
-        "answer_boxes = (coords (K,4) float64, spans (K,2) int64, offsets (N+1,) int64).");
+        "= (think, rethink, answer, labels, tag counts, tag order, official box count, answer "
+        "labels); boxes and answer_boxes = (coords (K,4) float64, spans (K,2) int64, offsets "
+        "(N+1,) int64).");
   m.def("score_rewards", &score_rewards, py::arg("completions"), py::arg("answers"),
         py::arg("datasets"), py::arg("ids_flat"), py::arg("ids_offsets"), py::arg("preset"),
         py::arg("pad_token_id"), py::arg("int_max_str_digits"), py::arg("num_threads") = 0,

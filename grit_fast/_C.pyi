@@ -21,9 +21,9 @@ def parse_traces(
     tuple[np.ndarray, np.ndarray, np.ndarray],
 ]:
     """(rows, boxes, answer_boxes). rows[i] = (think, rethink, answer (str or None), labels (tuple of
-    str or None), tag counts (dict), tag order (tuple), official box count); boxes and answer_boxes
-    = (coords (K,4) float64, character spans (K,2) int64, offsets (N+1,) int64): trace i owns rows
-    offsets[i]:offsets[i+1]. GIL released."""
+    str or None), tag counts (dict), tag order (tuple), official box count, answer labels (tuple of
+    str or None)); boxes and answer_boxes = (coords (K,4) float64, character spans (K,2) int64,
+    offsets (N+1,) int64): trace i owns rows offsets[i]:offsets[i+1]. GIL released."""
 
 def score_rewards(
     completions: list[str],

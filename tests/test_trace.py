@@ -65,7 +65,7 @@ def test_spans_labels_and_answer_boxes(impl):
     text = (
         '<think> é {"bbox_2d": [1, 2, 3, 4], "label": "red cup"}, and ( 5,6,7,8 ) then '
         '{"bbox_2d": [9,10,11,12]} {"label": "late"} </think><rethink>[0,0,1,1]</rethink>'
-        "<answer>[100, 200, 300, 400]</answer>"
+        '<answer>[100, 200, 300, 400], {"bbox_2d": [5, 6, 7, 8], "label": "dog"}</answer>'
     )
     t = parse_trace(text)
     assert t.boxes.tolist() == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]]
@@ -75,8 +75,12 @@ def test_spans_labels_and_answer_boxes(impl):
         "[9,10,11,12]",
     ]
     assert t.labels == ("red cup", None, None)
-    assert t.answer_boxes.tolist() == [[100, 200, 300, 400]]
-    assert [text[s:e] for s, e in t.answer_spans.tolist()] == ["[100, 200, 300, 400]"]
+    assert t.answer_boxes.tolist() == [[100, 200, 300, 400], [5, 6, 7, 8]]
+    assert [text[s:e] for s, e in t.answer_spans.tolist()] == [
+        "[100, 200, 300, 400]",
+        "[5, 6, 7, 8]",
+    ]
+    assert t.answer_labels == (None, "dog")
     assert t.boxes.dtype == np.float64 and t.spans.dtype == np.int64
 
 
@@ -129,6 +133,7 @@ PIECES = st.sampled_from(
         "<think>", "</think>", "<rethink>", "</rethink>", "<answer>", "</answer>", "[", "]", "(",
         ")", "{", "}", ",", ", ", " ", "\n", "-", ".", "_", "x", '"label"', ": ", '"', '"cup"',
         '"bbox_2d": ', "é", "٣", "\ud800", "\x00", "💡", "\u2003",
+        '{"bbox_2d": [1, 2, 3, 4], "label": "cup"}',
     ]
 )  # fmt: skip
 NUMBERS = st.one_of(st.integers(-20, 2000).map(str), st.floats(0, 1000).map(lambda f: f"{f:.2f}"))

@@ -47,8 +47,9 @@ def parse_traces(texts: list[str], num_threads: int = 0) -> list[Trace]:
             counts,
             order,
             n,
+            answer_labels,
         )
-        for i, (think, rethink, answer, labels, counts, order, n) in enumerate(rows)
+        for i, (think, rethink, answer, labels, counts, order, n, answer_labels) in enumerate(rows)
     ]
     for i in _foreign(texts):
         out[i] = reference.parse_trace(texts[i])

@@ -137,9 +137,9 @@ def parse_trace(text: str) -> Trace:
     reasoning_end = len(text) if rethink_at < 0 else rethink_at
     values, spans, labels = _boxes(text, 0, reasoning_end)
     if answer is None:
-        a_values, a_spans = [], []
+        a_values, a_spans, a_labels = [], [], []
     else:
-        a_values, a_spans, _ = _boxes(text, answer_begin, answer_end)
+        a_values, a_spans, a_labels = _boxes(text, answer_begin, answer_end)
     counts = {tag: text.count(tag) for tag in TAGS}
     order = tuple(sorted((t for t in TAGS if counts[t]), key=text.find))
     return Trace(
@@ -154,6 +154,7 @@ def parse_trace(text: str) -> Trace:
         tag_counts=counts,
         tag_order=order,
         official_box_count=len(OFFICIAL_BOX_PATTERN.findall(text[:reasoning_end])),
+        answer_labels=tuple(a_labels),
     )
 
 

@@ -18,8 +18,8 @@ separated by commas with optional blanks, not glued to a word or number before o
 ``bbox_2d_3: 380, 209, 453, 293`` and lists of them; eight numbers in a row are two boxes.
 ``spans`` (K, 2) are Python character offsets ``[start, end)``, brackets included when the box is
 enclosed in ``[]`` or ``()``. ``labels[k]`` is the string of the first ``"label": "…"`` after box k and
-before the next box or brace, else None. ``answer_boxes``/``answer_spans`` are the boxes inside the
-answer section (detection-style answers). Coordinates are returned as written; map them to image
+before the next box or brace, else None. ``answer_boxes``/``answer_spans``/``answer_labels`` are the
+boxes inside the answer section (detection-style answers), found and labelled the same way. Coordinates are returned as written; map them to image
 pixels with the geometry helpers.
 
 ``official_box_count`` is what the official reward counts: matches of the released pattern
@@ -53,6 +53,7 @@ class Trace:
     tag_counts: dict[str, int] = field(default_factory=dict)  # occurrences of each of TAGS
     tag_order: tuple[str, ...] = ()  # the tags present, by first occurrence
     official_box_count: int = 0
+    answer_labels: tuple[str | None, ...] = ()  # (M,) labels of the answer's boxes
 
     @property
     def well_formed(self) -> bool:
@@ -64,8 +65,8 @@ class Trace:
         if not isinstance(other, Trace):
             return NotImplemented
         return (
-            (self.think, self.rethink, self.answer, self.labels)
-            == (other.think, other.rethink, other.answer, other.labels)
+            (self.think, self.rethink, self.answer, self.labels, self.answer_labels)
+            == (other.think, other.rethink, other.answer, other.labels, other.answer_labels)
             and self.tag_counts == other.tag_counts
             and self.tag_order == other.tag_order
             and self.official_box_count == other.official_box_count
