@@ -5,7 +5,8 @@ Each PNG puts the original image on the left, with
 * the predicted boxes in original-image pixels, in the order the trace wrote them: the reasoning's
   (``record["boxes"]``), then those of the answer (``record["answer_boxes"]``, the predictions of
   detection-style sets such as OVDEval) that are not already among them; box ``k`` is outlined in
-  ``PALETTE[k % len(PALETTE)]`` and tagged ``k+1`` (plus its label when the trace gives one);
+  ``PALETTE[k % len(PALETTE)]`` and tagged ``k+1`` plus its label when the trace gives one
+  (``box_labels``, ``answer_box_labels``);
 * the ground-truth boxes (``record["bboxs"]``) as dashed :data:`GT_COLOR` outlines;
 
 and on the right a header (index, dataset, judge score, grounding IoU, question, gt answer,
@@ -165,14 +166,17 @@ def _drawn_boxes(record: Mapping[str, Any]) -> tuple[list, list, list]:
     labels += [None] * (len(boxes) - len(labels))
     spans += [(0, 0)] * (len(boxes) - len(spans))
     taken = list(spans)
+    answer_boxes = record.get("answer_boxes") or []
     answer_spans = record.get("answer_box_spans") or []
-    for box, (start, end) in zip(record.get("answer_boxes") or [], answer_spans, strict=False):
+    answer_labels = list(record.get("answer_box_labels") or [])
+    answer_labels += [None] * (len(answer_boxes) - len(answer_labels))
+    for box, (start, end), label in zip(answer_boxes, answer_spans, answer_labels, strict=False):
         start, end = int(start), int(end)
         if any(start < b and a < end for a, b in taken):
             continue
         boxes.append(box)
         spans.append((start, end))
-        labels.append(None)
+        labels.append(label)
     return boxes, spans, labels
 
 
@@ -189,7 +193,10 @@ def _draw_boxes(image: Any, record: Mapping[str, Any], boxes, labels, sx: float)
     for k, box in enumerate(boxes):
         color = PALETTE[k % len(PALETTE)]
         draw.rectangle(_ordered(box, sx), outline=color, width=_BOX_WIDTH)
-    # Tags after every outline, so that no later box covers a number; kept inside the image.
+    # Ground truth over the predictions: its dashes stay visible where the two coincide.
+    for box in record.get("bboxs") or []:
+        _dashed_rectangle(draw, _ordered(box, sx), GT_COLOR, _GT_WIDTH)
+    # Tags last, so that no outline crosses a number or label; kept inside the image.
     for k, box in enumerate(boxes):
         color = PALETTE[k % len(PALETTE)]
         x1, y1, _, _ = _ordered(box, sx)
@@ -200,9 +207,6 @@ def _draw_boxes(image: Any, record: Mapping[str, Any], boxes, labels, sx: float)
         ty = min(ty, image.height - 16)
         draw.rectangle((tx, ty, tx + tw, ty + 16), fill=color)
         draw.text((tx + 3, ty + 1), tag, fill=(255, 255, 255), font=font)
-    # Ground truth last: its dashes stay visible where it coincides with a prediction.
-    for box in record.get("bboxs") or []:
-        _dashed_rectangle(draw, _ordered(box, sx), GT_COLOR, _GT_WIDTH)
 
 
 def render_sample(

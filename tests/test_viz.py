@@ -152,6 +152,7 @@ def test_answer_boxes_of_detection_sets_are_drawn_and_highlighted(tmp_path):
         '[{"bbox_2d": [50, 100, 150, 200], "label": "cup"}]</answer>',
     )
     assert record["boxes"] == [] and record["answer_boxes"] == [[50, 100, 150, 200]]
+    assert record["answer_box_labels"] == ["cup"]
     start, end = record["answer_box_spans"][0]
     assert record["completion"][start:end] == "[50, 100, 150, 200]"
     picture = render_sample(record, tmp_path)

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         records = read_jsonl(args.predictions)
         if args.limit is not None:
             records = records[: max(0, args.limit)]
-        derived = ("boxes", "box_spans", "answer_boxes", "answer_box_spans")
+        derived = ("boxes", "box_spans", "answer_boxes", "answer_box_spans", "answer_box_labels")
         if any(key not in r for r in records for key in derived):
             log.info("records without derived fields: scoring them with the rule judge first")
             records = score_records(records, convention=args.convention, source=args.predictions)

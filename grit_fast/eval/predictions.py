@@ -14,7 +14,7 @@ by :func:`score_records`:
 ``boxes_model``/``boxes``     boxes before ``<rethink>``, as written / in original-image pixels
 ``box_spans``/``box_labels``  each box's character span ``[start, end)`` and label (or None)
 ``answer_boxes_model``/...    boxes inside the answer (``answer_boxes`` in original pixels,
-                              ``answer_box_spans`` their character spans)
+                              ``answer_box_spans``/``answer_box_labels`` their spans and labels)
 ``judge_score``               judge score in [0, 1]; 0 without ``<answer>``; None for ``ovd`` sets
 ``grounding_iou``             IoU of the union of predicted boxes (answer boxes for ``ovd`` sets) with
                               the union of ``bboxs``, original pixels; None without gt boxes
@@ -213,6 +213,7 @@ def score_records(
             answer_boxes_model=_list(trace.answer_boxes),
             answer_boxes=_list(answer_boxes),
             answer_box_spans=[[int(a), int(b)] for a, b in trace.answer_spans],
+            answer_box_labels=list(trace.answer_labels),
             judge_score=None if ovd else judged.get(i, 0.0),
             rewards=rewards,
             reward_total=float(batch.total[i]),
