@@ -20,7 +20,7 @@ from grit_fast.ops._loss_kernels import _online_logprob, _token_loss
 
 @triton.jit
 def _fused_linear_chunk_kernel(
-    logits_ptr,  # [C, V] in/out: logits of the chunk, overwritten by d loss / d logits if WRITE_GRAD
+    logits_ptr,  # [C, V] in/out: the chunk's logits, overwritten by d loss / d logits (WRITE_GRAD)
     ids_ptr,  # [C] chosen token ids
     old_ptr,  # [C] fp32 old-policy log-probs (read if HAS_OLD)
     ref_ptr,  # [C] fp32 reference log-probs (read if HAS_REF)

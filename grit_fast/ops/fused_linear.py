@@ -26,9 +26,9 @@ below a fixed budget, so the peak does not grow with the batch. d W is accumulat
 dtype, one rounding per chunk (bf16: relative error ~2^-9·√(chunks)), instead of an fp32 copy that
 would double its memory.
 
-CUDA tensors (and CPU tensors under ``TRITON_INTERPRET=1``) run the row kernel in Triton; CPU tensors
-otherwise run the same loop with a torch row step. ``GRIT_FAST_BACKEND=reference`` runs the unfused
-twin in :mod:`grit_fast.ops.reference_fused_linear`.
+CUDA tensors (and CPU tensors under ``TRITON_INTERPRET=1``) run the row kernel in Triton; CPU
+tensors otherwise run the same loop with a torch row step. ``GRIT_FAST_BACKEND=reference`` runs
+the unfused twin in :mod:`grit_fast.ops.reference_fused_linear`.
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 # Bytes of one chunk of logits (in the input dtype; on CPU plus its fp32 working copy). On a GPU a
-# quarter of the free memory, within [64 MiB, 1 GiB]: 1 GiB is 3,500 rows of Qwen's 151,936-token
-# bf16 vocabulary, where the matmuls are long past their efficient size.
-GPU_CHUNK_BYTES = (64 << 20, 1 << 30)
+# quarter of the free memory, within [64 MiB, 512 MiB]: 512 MiB is ~1,700 rows of Qwen's 151,936
+# token bf16 vocabulary, where the [C, H] x [H, V] matmuls are already compute-bound at H >= 2048,
+# and no more than the lm_head's own gradient at H = 2048.
+GPU_CHUNK_BYTES = (64 << 20, 512 << 20)
 CPU_CHUNK_BYTES = 64 << 20
 GPU_ROW_ALIGN = 128  # rows per chunk a multiple of this on a GPU (matmul tiles)
 
@@ -293,10 +294,10 @@ def fused_linear_grpo_loss(
 
     hidden: (N, T, H) fp32/bf16/fp16; weight: (V, H) (the lm_head) and bias: (V,) of the same dtype;
     ids, mask, old_logp, ref_logp: (N, T); rewards: (N,), N a multiple of ``group_size``.
-    ``loss_kwargs``: beta, eps_low, eps_high, loss_type, scale_rewards, adv_eps, normalizer, with the
-    meaning and defaults of :func:`grit_fast.ops.grpo_loss`. ``chunk_size``: token rows per chunk
-    (default: from the shapes and, on a GPU, the free memory). The loss is differentiable w.r.t.
-    ``hidden``, ``weight`` and ``bias``; no (N, T, V) tensor is ever allocated.
+    ``loss_kwargs``: beta, eps_low, eps_high, loss_type, scale_rewards, adv_eps, normalizer, with
+    the meaning and defaults of :func:`grit_fast.ops.grpo_loss`. ``chunk_size``: token rows per
+    chunk (default: from the shapes and, on a GPU, the free memory). The loss is differentiable
+    w.r.t. ``hidden``, ``weight`` and ``bias``; no (N, T, V) tensor is ever allocated.
     """
     twin.check_fused_linear_inputs(hidden, weight, ids, bias, temperature, chunk_size)
     opts = twin.loss_options(loss_kwargs)

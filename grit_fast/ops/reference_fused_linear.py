@@ -18,7 +18,7 @@ from grit_fast.ops.types import LossOutput
 if TYPE_CHECKING:
     from torch import Tensor
 
-# The keyword arguments of grpo_loss that fused_linear_grpo_loss passes through, with their defaults.
+# The keyword arguments of grpo_loss that fused_linear_grpo_loss passes on, with their defaults.
 LOSS_DEFAULTS: dict[str, Any] = {
     "beta": 0.01,
     "eps_low": 0.2,
@@ -31,13 +31,13 @@ LOSS_DEFAULTS: dict[str, Any] = {
 
 
 def loss_options(loss_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """``loss_kwargs`` completed with :data:`LOSS_DEFAULTS` and checked; unknown keys are refused."""
+    """``loss_kwargs`` completed with :data:`LOSS_DEFAULTS` and checked; unknown keys refused."""
     unknown = sorted(set(loss_kwargs) - set(LOSS_DEFAULTS))
     if unknown:
         raise TypeError(
-            f"fused_linear_grpo_loss got unexpected keyword argument(s) {unknown}; the loss accepts "
-            f"{sorted(LOSS_DEFAULTS)} (and group_size, bias, old_logp, ref_logp, temperature, "
-            "chunk_size)"
+            f"fused_linear_grpo_loss got unexpected keyword argument(s) {unknown}; the loss "
+            f"accepts {sorted(LOSS_DEFAULTS)} (and group_size, bias, old_logp, ref_logp, "
+            "temperature, chunk_size)"
         )
     opts = {**LOSS_DEFAULTS, **loss_kwargs}
     _checks.check_loss_args(
@@ -59,8 +59,9 @@ def check_fused_linear_inputs(
     temperature: float,
     chunk_size: Any,
 ) -> None:
-    """hidden (N, T, H), weight (V, H), bias (V,) or None, all one float dtype and device; ids (N, T)
-    integer in [0, V); temperature > 0; chunk_size None or a positive int (rows of N·T)."""
+    """hidden (N, T, H), weight (V, H), bias (V,) or None, all one float dtype and device;
+    ids (N, T) integer in [0, V); temperature > 0; chunk_size None or a positive int (rows of
+    N·T)."""
     for name, x in (("hidden", hidden), ("weight", weight), ("bias", bias)):
         if x is None and name == "bias":
             continue
