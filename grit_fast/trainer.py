@@ -183,7 +183,9 @@ class GritTrainer:
             if cfg.save_every and self.step % cfg.save_every == 0:
                 self.save()
         bar.close()
-        if self.step == cfg.max_steps and not (cfg.save_every and self.step % cfg.save_every == 0):
+        # At the end, unless that step was just saved (or no step ran: a finished run resumed).
+        saved = cfg.save_every and self.step % cfg.save_every == 0
+        if history and self.step == cfg.max_steps and not saved:
             self.save()
         return history
 

@@ -291,3 +291,17 @@ def test_fused_loss_step_matches_the_unfused_step(tiny, data, tmp_path):
     # of lr (1e-3) on rounding alone; 1 % of lr still catches any real difference in the gradient.
     for a, b in zip(p_on, p_off, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_evaluate_and_a_finished_run_resumed(tiny, data, tmp_path):
+    trainer = make(tiny, data, tmp_path, max_steps=1)
+    trainer.train()
+    metrics = trainer.evaluate(max_new_tokens=4)
+    for key in ("reward/mean", "reward/answer_format", "grounding_iou", "completion_length/mean"):
+        assert math.isfinite(metrics[key]), key
+    assert metrics["completion_length/max"] <= 4
+    assert not any(k.startswith("zero_advantage") for k in metrics)
+    saved = (tmp_path / "checkpoint-1" / checkpoint.STATE_FILE).stat().st_mtime_ns
+    again = make(tiny, data, tmp_path, max_steps=1, resume="auto")
+    assert again.step == 1 and again.train() == []
+    assert (tmp_path / "checkpoint-1" / checkpoint.STATE_FILE).stat().st_mtime_ns == saved
