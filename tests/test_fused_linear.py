@@ -112,19 +112,21 @@ def test_matches_unfused_reference_every_loss_type(engine, loss_type):
 
 
 @pytest.mark.parametrize(
-    ("with_bias", "with_old", "with_ref", "temperature", "chunk"),
+    ("with_bias", "with_old", "with_ref", "temperature", "chunk", "full_mask"),
     [
-        (False, False, False, 1.0, None),
-        (True, False, True, 1.0, 1),
-        (False, True, False, 1.3, 13),
-        (True, True, True, 0.5, 78),
-        (False, True, True, 1.0, 1000),
+        (False, False, False, 1.0, None, True),
+        (True, False, True, 1.0, 1, False),
+        (False, True, False, 1.3, 13, True),
+        (True, True, True, 0.5, 78, False),
+        (False, True, True, 1.0, 1000, False),
     ],
 )
 def test_matches_unfused_reference_options(
-    engine, with_bias, with_old, with_ref, temperature, chunk
+    engine, with_bias, with_old, with_ref, temperature, chunk, full_mask
 ):
     inputs = _inputs(engine)
+    if full_mask:  # every row computed, none skipped
+        inputs[5] = torch.ones_like(inputs[5])
     kw = dict(
         old_logp=inputs[6] if with_old else None,
         ref_logp=inputs[7] if with_ref else None,
@@ -246,6 +248,14 @@ def test_no_tensor_as_large_as_the_logits(monkeypatch):
         sizes[name] = probe.largest
     assert sizes["fused"] == chunk * v * 4  # the fp32 chunk buffer
     assert sizes["unfused"] >= N * T * v * 4
+    # Masked rows are skipped: with 5 unmasked tokens the chunk holds 5 rows.
+    few = torch.zeros_like(mask)
+    few.view(-1)[torch.tensor([3, 17, 40, 41, 77])] = True
+    with _LargestAllocation() as probe:
+        out = fused_linear_grpo_loss(hidden, weight, ids, rewards, few, **kw)
+    assert probe.largest < chunk * v * 4 and probe.largest >= 5 * v * 4
+    want = twin.fused_linear_grpo_loss(hidden, weight, ids, rewards, few, **kw)
+    torch.testing.assert_close(out.loss, want.loss, **FP32)
     assert FL.auto_chunk_size(N * T, v, torch.float32, torch.device("cpu")) == N * T
 
 

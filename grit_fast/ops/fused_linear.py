@@ -13,6 +13,8 @@ Every factor of g_r is known before the first chunk: the advantages need whole g
 So the forward pass walks the rows chunk by chunk - matmul, one row kernel that yields the log-prob,
 the loss terms and d logits written over the logits buffer, two matmuls into the gradients - and
 the backward pass only scales the stored gradients by the incoming scalar (as Liger-Kernel does).
+Rows whose mask is 0 (padding after short completions) add nothing to the loss or any gradient and
+are skipped: only the unmasked rows are gathered into chunks.
 
 Why gradients in the forward rather than recomputing in the backward: recomputing keeps the same
 peak (both hold one [C, V] chunk beside d W, which the backward must produce anyway, and d h, which
@@ -160,8 +162,8 @@ def triton_chunk_step(logits, ids, old, ref, adv, coef, hparams, write_grad) -> 
     return tok
 
 
-def _part(x: Tensor | None, s: int, e: int) -> Tensor | None:
-    return None if x is None else x[s:e]
+def _pick(x: Tensor | None, sel: slice | Tensor) -> Tensor | None:
+    return None if x is None else x[sel]
 
 
 def chunked_rows(
@@ -173,30 +175,39 @@ def chunked_rows(
     chunk: int,
     step: Callable[..., Tensor],
     need: tuple[bool, bool, bool],
+    keep: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
     """The chunk loop over rows h [R, H]: per-token [R, 4] values and the gradients in ``need``
     (d h [R, H], d W [V, H], d b [V]; None where not needed). ``per_token`` = (ids, old, ref, adv,
-    coef), each [R]."""
+    coef), each [R]. ``keep``: indices of the only rows to compute (the others get zeros), or None
+    for all."""
     rows, vocab = h.shape[0], weight.shape[0]
+    todo = rows if keep is None else keep.numel()
     ids, old, ref, adv, coef = per_token
     write_grad = any(need)
-    tok = torch.empty(rows, 4, dtype=torch.float32, device=h.device)
-    grad_h = torch.empty_like(h) if need[0] else None
+    new = torch.empty if keep is None else torch.zeros
+    tok = new(rows, 4, dtype=torch.float32, device=h.device)
+    grad_h = new(h.shape, dtype=h.dtype, device=h.device) if need[0] else None
     grad_w = torch.zeros_like(weight) if need[1] else None
     grad_b = torch.zeros(vocab, dtype=torch.float32, device=h.device) if need[2] else None
-    buf = torch.empty(min(chunk, rows), vocab, dtype=h.dtype, device=h.device)  # [C, V]
-    for s in range(0, rows, chunk):
-        e = min(s + chunk, rows)
-        h_c, logits = h[s:e], buf[: e - s]
+    buf = torch.empty(min(chunk, todo), vocab, dtype=h.dtype, device=h.device)  # [C, V]
+    for s in range(0, todo, chunk):
+        e = min(s + chunk, todo)
+        # a slice where every row is computed (views, no copies), else gathered row indices
+        sel = slice(s, e) if keep is None else keep[s:e]
+        h_c, logits = h[sel], buf[: e - s]
         if bias is None:
             torch.mm(h_c, weight.t(), out=logits)
         else:
             torch.addmm(bias, h_c, weight.t(), out=logits)
-        old_c, ref_c = _part(old, s, e), _part(ref, s, e)
-        tok[s:e] = step(logits, ids[s:e], old_c, ref_c, adv[s:e], coef[s:e], hparams, write_grad)
+        old_c, ref_c = _pick(old, sel), _pick(ref, sel)
+        tok[sel] = step(logits, ids[sel], old_c, ref_c, adv[sel], coef[sel], hparams, write_grad)
         # logits now holds d loss / d logits of the chunk
         if grad_h is not None:
-            torch.mm(logits, weight, out=grad_h[s:e])
+            if keep is None:
+                torch.mm(logits, weight, out=grad_h[sel])
+            else:
+                grad_h.index_copy_(0, sel, torch.mm(logits, weight))
         if grad_w is not None:
             grad_w.addmm_(logits.t(), h_c)
         if grad_b is not None:
@@ -234,11 +245,15 @@ class FusedLinearGRPOFunction(torch.autograd.Function):
         )
         h = hidden.detach().reshape(n * t, width).contiguous()  # [R, H]
         b = None if bias is None else bias.detach()
-        tok, grad_h, grad_w, grad_b = chunked_rows(
-            h, weight.detach(), b, per_token, hparams, chunk, step, need
-        )
         m_flat = m.reshape(-1)
         on = m_flat != 0
+        # Masked tokens (padding) add nothing to the loss or any gradient: skip their rows. One
+        # host sync, as the id range check already made.
+        keep = on.nonzero().squeeze(1)
+        keep = None if keep.numel() == on.numel() else keep
+        tok, grad_h, grad_w, grad_b = chunked_rows(
+            h, weight.detach(), b, per_token, hparams, chunk, step, need, keep
+        )
         # where, not m * x: a masked token's ℓ may be inf (e.g. a -inf logit) and must add exactly 0
         per_row = torch.stack(
             [
