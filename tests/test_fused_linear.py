@@ -155,6 +155,15 @@ def test_group_size_one_scaled_gradient_and_frozen_weight(engine):
     torch.testing.assert_close(hidden.grad, 3.0 * want[1][0], **FP32)
 
 
+def test_autocast_does_not_recast_the_operands(engine):
+    inputs = _inputs(engine, n=3, t=5)
+    kw = dict(group_size=3, ref_logp=inputs[7], chunk_size=4)
+    want = _loss_and_grads(fused_linear_grpo_loss, inputs, **kw)
+    with torch.autocast(engine, dtype=torch.bfloat16):
+        got = _loss_and_grads(fused_linear_grpo_loss, inputs, **kw)
+    _assert_match(got, want, rtol=0, atol=0)
+
+
 def test_everything_masked_gives_zero_not_nan(engine):
     hidden, weight, _, ids, rewards, mask, old, _ = _inputs(engine, n=3, t=5)
     mask = torch.zeros_like(mask)

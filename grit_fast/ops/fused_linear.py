@@ -191,27 +191,31 @@ def chunked_rows(
     grad_w = torch.zeros_like(weight) if need[1] else None
     grad_b = torch.zeros(vocab, dtype=torch.float32, device=h.device) if need[2] else None
     buf = torch.empty(min(chunk, todo), vocab, dtype=h.dtype, device=h.device)  # [C, V]
-    for s in range(0, todo, chunk):
-        e = min(s + chunk, todo)
-        # a slice where every row is computed (views, no copies), else gathered row indices
-        sel = slice(s, e) if keep is None else keep[s:e]
-        h_c, logits = h[sel], buf[: e - s]
-        if bias is None:
-            torch.mm(h_c, weight.t(), out=logits)
-        else:
-            torch.addmm(bias, h_c, weight.t(), out=logits)
-        old_c, ref_c = _pick(old, sel), _pick(ref, sel)
-        tok[sel] = step(logits, ids[sel], old_c, ref_c, adv[sel], coef[sel], hparams, write_grad)
-        # logits now holds d loss / d logits of the chunk
-        if grad_h is not None:
-            if keep is None:
-                torch.mm(logits, weight, out=grad_h[sel])
+    # The matmuls write into buffers of the operands' dtype: autocast must not recast them.
+    with torch.autocast(h.device.type, enabled=False):
+        for s in range(0, todo, chunk):
+            e = min(s + chunk, todo)
+            # a slice where every row is computed (views, no copies), else gathered row indices
+            sel = slice(s, e) if keep is None else keep[s:e]
+            h_c, logits = h[sel], buf[: e - s]
+            if bias is None:
+                torch.mm(h_c, weight.t(), out=logits)
             else:
-                grad_h.index_copy_(0, sel, torch.mm(logits, weight))
-        if grad_w is not None:
-            grad_w.addmm_(logits.t(), h_c)
-        if grad_b is not None:
-            grad_b += logits.sum(dim=0, dtype=torch.float32)
+                torch.addmm(bias, h_c, weight.t(), out=logits)
+            old_c, ref_c = _pick(old, sel), _pick(ref, sel)
+            tok[sel] = step(
+                logits, ids[sel], old_c, ref_c, adv[sel], coef[sel], hparams, write_grad
+            )
+            # logits now holds d loss / d logits of the chunk
+            if grad_h is not None:
+                if keep is None:
+                    torch.mm(logits, weight, out=grad_h[sel])
+                else:
+                    grad_h.index_copy_(0, sel, torch.mm(logits, weight))
+            if grad_w is not None:
+                grad_w.addmm_(logits.t(), h_c)
+            if grad_b is not None:
+                grad_b += logits.sum(dim=0, dtype=torch.float32)
     return tok, grad_h, grad_w, grad_b if grad_b is None else grad_b.to(h.dtype)
 
 
@@ -312,7 +316,8 @@ def fused_linear_grpo_loss(
     ``loss_kwargs``: beta, eps_low, eps_high, loss_type, scale_rewards, adv_eps, normalizer, with
     the meaning and defaults of :func:`grit_fast.ops.grpo_loss`. ``chunk_size``: token rows per
     chunk (default: from the shapes and, on a GPU, the free memory). The loss is differentiable
-    w.r.t. ``hidden``, ``weight`` and ``bias``; no (N, T, V) tensor is ever allocated.
+    w.r.t. ``hidden``, ``weight`` and ``bias``; no (N, T, V) tensor is ever allocated. Autocast
+    does not apply: the matmuls run in the operands' dtype (cast them first to compute in another).
     """
     twin.check_fused_linear_inputs(hidden, weight, ids, bias, temperature, chunk_size)
     opts = twin.loss_options(loss_kwargs)
