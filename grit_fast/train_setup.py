@@ -1,4 +1,5 @@
-"""What the trainer builds once: the prompt order, the optimizer, the LR schedule, LoRA, DDP.
+"""What the trainer builds once: the prompt order, the optimizer, the LR schedule, LoRA, activation
+checkpointing, DDP.
 
 The LR schedule (``lr_lambda``): linear warm-up over ``warmup_steps`` updates, then ``cosine``
 (0.5·(1 + cos(π·p)), p the fraction of the remaining updates done), ``linear`` (1 - p) or
@@ -98,6 +99,15 @@ def apply_lora(model: Any, config: GritConfig) -> Any:
         target_modules=config.lora_target_modules,
     )
     return get_peft_model(model, lora)
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Recompute activations in the backward (non-reentrant; transformers >= 5.x renamed the call)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def wrap_parallel(

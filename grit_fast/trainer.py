@@ -50,7 +50,13 @@ from grit_fast.train_metrics import (
     rollout_metrics,
     zero_advantage_fraction,
 )
-from grit_fast.train_setup import EpochSampler, apply_lora, build_optimizer, wrap_parallel
+from grit_fast.train_setup import (
+    EpochSampler,
+    apply_lora,
+    build_optimizer,
+    enable_checkpointing,
+    wrap_parallel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +128,7 @@ class GritTrainer:
         if cfg.lora:
             model = apply_lora(model, cfg)
         if cfg.gradient_checkpointing:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            enable_checkpointing(model)
         self.model = model
         self.model.train()
 

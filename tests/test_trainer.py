@@ -305,3 +305,22 @@ def test_evaluate_and_a_finished_run_resumed(tiny, data, tmp_path):
     again = make(tiny, data, tmp_path, max_steps=1, resume="auto")
     assert again.step == 1 and again.train() == []
     assert (tmp_path / "checkpoint-1" / checkpoint.STATE_FILE).stat().st_mtime_ns == saved
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {"batch_size": 1, "gradient_accumulation_steps": 2},  # same prompts, seeds and mean loss
+        {"gradient_checkpointing": True},
+    ],
+    ids=["accumulation", "checkpointing"],
+)
+def test_step_variants_match_the_plain_step(tiny, data, tmp_path, variant):
+    plain = make(tiny, data, tmp_path / "plain", max_steps=1, beta=0.04)
+    [want] = plain.train()
+    other = make(tiny, data, tmp_path / "other", max_steps=1, beta=0.04, **variant)
+    [got] = other.train()
+    for key in ("loss", "kl", "grad_norm", "reward/mean", "completion_length/mean"):
+        assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-7), key
+    for a, b in zip(params(other), params(plain), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # atol: see the fused test
