@@ -113,15 +113,11 @@ def enable_checkpointing(model: Any) -> None:
 def wrap_parallel(
     module: torch.nn.Module, config: GritConfig, device: torch.device
 ) -> torch.nn.Module:
-    """DDP (or FSDP with ``parallel=fsdp``) around ``module`` when running distributed."""
+    """DistributedDataParallel around ``module`` when running distributed (else ``module``)."""
     from grit_fast import distributed
 
     if not distributed.is_distributed():
         return module
-    if config.parallel == "fsdp":
-        from torch.distributed.fsdp import FullyShardedDataParallel
-
-        return FullyShardedDataParallel(module, device_id=device if device.type == "cuda" else None)
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None

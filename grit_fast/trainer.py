@@ -98,6 +98,12 @@ class GritTrainer:
             raise ValueError(
                 f"batch_size={cfg.batch_size} must be a multiple of the {self.world} processes"
             )
+        if cfg.parallel == "fsdp" and self.world > 1:
+            raise NotImplementedError(
+                "parallel=fsdp is not supported yet (sharded generation and full-state "
+                "checkpoints are missing); use parallel=ddp, with lora, bf16 or "
+                "gradient_checkpointing to fit the model"
+            )
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
 

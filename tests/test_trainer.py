@@ -324,3 +324,11 @@ def test_step_variants_match_the_plain_step(tiny, data, tmp_path, variant):
         assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-7), key
     for a, b in zip(params(other), params(plain), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # atol: see the fused test
+
+
+def test_fsdp_is_refused_with_the_alternatives(tiny, data, tmp_path, monkeypatch):
+    from grit_fast import distributed
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    with pytest.raises(NotImplementedError, match=r"parallel=fsdp is not supported yet.*ddp"):
+        make(tiny, data, tmp_path, parallel="fsdp")
