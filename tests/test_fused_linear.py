@@ -12,6 +12,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
@@ -223,6 +225,48 @@ def test_non_contiguous_hidden_slice(engine):
         grads.append(torch.autograd.grad(out.loss, full)[0])
     torch.testing.assert_close(grads[0], grads[1], **FP32)
     assert torch.equal(grads[0][:, :3], torch.zeros(N, 3, H, device=engine))
+
+
+# monkeypatch only pins the dispatch to the torch path: the same for every example
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    groups=st.integers(1, 3),
+    group_size=st.integers(1, 4),
+    t=st.integers(0, 20),
+    h=st.integers(1, 40),
+    v=st.integers(1, 300),
+    chunk=st.one_of(st.none(), st.integers(1, 50)),
+    temperature=st.sampled_from([1.0, 0.6, 1.3]),
+    loss_type=st.sampled_from(LOSS_TYPES),
+    options=st.tuples(st.booleans(), st.booleans(), st.booleans()),
+    seed=st.integers(0, 2**16),
+)
+def test_torch_path_random_shapes(
+    monkeypatch, groups, group_size, t, h, v, chunk, temperature, loss_type, options, seed
+):
+    """Random shapes (T = 0, V = 1, H = 1 included), masks, chunks and options on the CPU path."""
+    monkeypatch.setattr(_dispatch, "triton_interpreter", lambda: False)  # the torch path
+    n = groups * group_size
+    with_bias, with_old, with_ref = options
+    g = torch.Generator().manual_seed(seed)
+    inputs = _inputs("cpu", n=n, t=t, h=h, v=v, seed=seed)
+    inputs[4] = torch.randint(0, 3, (n,), generator=g).float()  # ties and equal groups
+    inputs[5] = torch.rand(n, t, generator=g) > torch.rand((), generator=g)
+    kw = dict(
+        group_size=group_size,
+        old_logp=inputs[6] if with_old else None,
+        ref_logp=inputs[7] if with_ref else None,
+        temperature=temperature,
+        chunk_size=chunk,
+        loss_type=loss_type,
+        normalizer=7.0,
+    )
+    need = (True, True, with_bias)
+    got = _loss_and_grads(fused_linear_grpo_loss, inputs, need=need, **kw)
+    want = _loss_and_grads(twin.fused_linear_grpo_loss, inputs, need=need, **kw)
+    _assert_match(got, want, rtol=1e-4, atol=1e-5)
 
 
 class _LargestAllocation(TorchDispatchMode):
