@@ -204,7 +204,7 @@ class GritTrainer:
         rollouts = []
         for micro in range(cfg.gradient_accumulation_steps):
             records = self._local_records(micro)
-            with clock("generate"):
+            with clock("generate"), self._autocast():
                 rollout = self._rollout(records, micro)
             with clock("score"):
                 rewards, stats = self._score(rollout, records)
@@ -214,10 +214,11 @@ class GritTrainer:
                 )
                 ref = self._ref_logprobs(inputs, rollout)
                 old = None
-                if cfg.num_iterations > 1:
-                    old = token_logprobs(
-                        self.model, inputs, rollout.completion_ids, self.loss_settings
-                    )
+                if cfg.num_iterations > 1:  # in the loss's precision, so the first ratio is 1
+                    with self._autocast():
+                        old = token_logprobs(
+                            self.model, inputs, rollout.completion_ids, self.loss_settings
+                        )
             rollouts.append((rollout, inputs, rewards, old, ref, stats))
 
         for _ in range(cfg.num_iterations):

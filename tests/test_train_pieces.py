@@ -1,5 +1,5 @@
 """The trainer's small pieces: completion mask, stop string, per-prompt seeds, the epoch sampler, the
-learning-rate schedule, and hard kills during a checkpoint save."""
+learning-rate schedule, grounding IoU and zero-advantage metrics, and hard kills during a save."""
 
 from __future__ import annotations
 
@@ -11,13 +11,16 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from grit_fast import checkpoint  # noqa: E402
 from grit_fast.config import GritConfig  # noqa: E402
+from grit_fast.data import records_from_dicts  # noqa: E402
 from grit_fast.rollout import StopOnString, completion_mask, prompt_seed  # noqa: E402
+from grit_fast.train_metrics import grounding_ious, zero_advantage_fraction  # noqa: E402
 from grit_fast.train_setup import EpochSampler, lr_lambda  # noqa: E402
 
 EOS, PAD = 151645, 151643
@@ -86,6 +89,41 @@ def test_lr_schedule_warmup_then_decay(kind):
     values = [f(u) for u in range(3, total + 1)]
     assert all(x >= y for x, y in itertools.pairwise(values))
     assert all(math.isfinite(v) for v in values)
+
+
+class _HalfScale:
+    """An adapter whose model saw the image at half size: boxes map back by x2."""
+
+    def to_original_pixels(self, boxes, width, height):
+        return np.asarray(boxes, dtype=np.float64) * 2.0
+
+
+def test_grounding_iou_maps_reasoning_boxes_to_original_pixels():
+    base = {"question": "q", "answer": "a", "image": "x.png", "width": 100, "height": 80}
+    base["dataset"] = "vsr"
+    records = records_from_dicts(
+        [
+            {**base, "bboxs": [[20, 40, 60, 80], [60, 40, 100, 80]]},
+            {**base, "bboxs": [[0, 0, 10, 10]]},
+            {**base, "bboxs": []},  # no gt boxes: left out
+            {**base, "bboxs": [[0, 0, 10, 10]]},
+        ],
+        check_images=False,
+    )
+    texts = [
+        "<think>the cup [10, 20, 30, 40]</think><rethink>and [0, 0, 50, 40]</rethink>",
+        "<think>no box here</think>",
+        "<think>[1, 1, 2, 2]</think>",
+        "<think>[0, 0, 5, 5]</think>",
+    ]
+    ious = grounding_ious(texts, records, _HalfScale())
+    # [20, 40, 60, 80] covers half of the gt union; the box after <rethink> does not count.
+    np.testing.assert_allclose(ious, [0.5, 0.0, 1.0])
+
+
+def test_zero_advantage_fraction_counts_constant_groups():
+    assert zero_advantage_fraction(np.array([1, 1, 0, 2, 3, 3.0]), 2) == pytest.approx(2 / 3)
+    assert zero_advantage_fraction(np.zeros(8), 4) == 1.0
 
 
 class _Model:

@@ -20,6 +20,7 @@ from grit_fast import checkpoint  # noqa: E402
 from grit_fast.data import GritDataError  # noqa: E402
 from grit_fast.metrics_log import read_metrics  # noqa: E402
 from grit_fast.models import build_tiny_qwen2_5_vl  # noqa: E402
+from grit_fast.rewards import RewardScorer  # noqa: E402
 from grit_fast.trainer import GritTrainer  # noqa: E402
 
 RECORDS = [
@@ -121,6 +122,8 @@ def test_one_step_learns_and_logs(tiny, data, tmp_path):
     ):
         assert key in rows[0], key
     assert 0.0 <= rows[0]["grounding_iou"] <= 1.0
+    for name in RewardScorer("official").components:  # every reward component
+        assert f"reward/{name}" in rows[0], name
     assert rows[0]["lr"] == 1e-3  # the rate this update used (cosine reaches 0 only after it)
     split = sum(
         rows[0][f"time/{k}"] for k in ("generate", "score", "forward_backward", "optimizer")
