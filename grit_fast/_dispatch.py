@@ -55,6 +55,12 @@ FAST_PATHS: dict[str, str] = {
     "fused_linear_log_probs": TRITON,
 }
 
+# Ops whose CPU tensors, without Triton's interpreter, take a path of their own rather than the twin.
+CPU_PATHS: dict[str, str] = {
+    "fused_linear_grpo_loss": "chunked torch",
+    "fused_linear_log_probs": "chunked torch",
+}
+
 _mode_override: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "grit_fast_backend", default=None
 )
@@ -152,7 +158,7 @@ def fast_path_reason(op: str, *tensors: Any) -> str | None:
     if device == "cpu" and triton_interpreter():
         return None
     if device == "cpu":
-        return "CPU tensors take the reference unless TRITON_INTERPRET=1 is set"
+        return "Triton runs CPU tensors only when TRITON_INTERPRET=1 is set"
     return f"no Triton path for {device} tensors"
 
 
@@ -174,7 +180,11 @@ def describe(op: str, device: str = "cpu") -> str:
     if mode() == "reference":
         return "reference (forced by GRIT_FAST_BACKEND=reference)"
     reason = fast_path_reason(op, _DeviceOnly(device))
-    return FAST_PATHS[op] if reason is None else f"reference ({reason})"
+    if reason is None:
+        return FAST_PATHS[op]
+    if device == "cpu" and op in CPU_PATHS:
+        return f"{CPU_PATHS[op]} ({reason})"
+    return f"reference ({reason})"
 
 
 class _DeviceOnly:

@@ -138,3 +138,14 @@ def test_unknown_command_is_a_clear_error(capsys):
         main(["trian"])
     assert exc.value.code == 2
     assert "invalid choice: 'trian'" in capsys.readouterr().err
+
+
+def test_describe_names_each_ops_path_on_cpu(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with _dispatch.backend("auto"):
+        assert _dispatch.describe("fused_linear_grpo_loss", "cpu").startswith("chunked torch (")
+        assert _dispatch.describe("grpo_loss", "cpu").startswith("reference (")
+        if _dispatch.triton_installed():
+            assert _dispatch.describe("grpo_loss", "cuda") == "triton"
+    with _dispatch.backend("reference"):
+        assert _dispatch.describe("fused_linear_grpo_loss", "cpu").startswith("reference (forced")
