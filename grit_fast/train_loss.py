@@ -133,7 +133,7 @@ def token_logprobs(
 
 
 class PolicyLoss(nn.Module):
-    """``forward(inputs, ids, mask, rewards, old_logp, ref_logp) -> LossOutput`` for the policy.
+    """``forward(inputs, ids, mask, rewards, old_logp, ref_logp, normalizer=None) -> LossOutput``.
 
     Wraps the model so DDP/FSDP see one module whose forward produces the loss.
     """
@@ -151,10 +151,13 @@ class PolicyLoss(nn.Module):
         rewards: torch.Tensor,
         old_logp: torch.Tensor | None,
         ref_logp: torch.Tensor | None,
+        normalizer: float | None = None,
     ) -> LossOutput:
         hidden = completion_hidden(self.model, inputs, ids.shape[1])
         head = output_layer(self.model)
-        return loss_from_hidden(hidden, head, ids, rewards, mask, old_logp, ref_logp, self.settings)
+        return loss_from_hidden(
+            hidden, head, ids, rewards, mask, old_logp, ref_logp, self.settings, normalizer
+        )
 
 
 def loss_from_hidden(
@@ -166,11 +169,13 @@ def loss_from_hidden(
     old_logp: torch.Tensor | None,
     ref_logp: torch.Tensor | None,
     settings: LossSettings,
+    normalizer: float | None = None,
 ) -> LossOutput:
     """The GRPO-GR loss from completion hidden states ``hidden`` (N, T, H) and the output layer.
 
     Fused (``settings.fused``): logits are never formed. Otherwise
     ``head(hidden) / τ`` (N, T, V), selective log-softmax, then :func:`grit_fast.ops.grpo_loss`.
+    ``normalizer``: the token count that ``loss_type="dapo"`` divides by (unused otherwise).
     """
     s = settings
     kwargs = {
@@ -183,6 +188,7 @@ def loss_from_hidden(
         "loss_type": s.loss_type,
         "scale_rewards": s.scale_rewards,
         "adv_eps": s.adv_eps,
+        "normalizer": normalizer,
     }
     fused = fused_module() if s.fused else None
     if fused is not None:

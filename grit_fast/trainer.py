@@ -221,6 +221,7 @@ class GritTrainer:
                         )
             rollouts.append((rollout, inputs, rewards, old, ref, stats))
 
+        normalizer = self._token_normalizer(rollouts)
         for _ in range(cfg.num_iterations):
             outputs = []
             for i, (rollout, inputs, rewards, old, ref, _) in enumerate(rollouts):
@@ -232,7 +233,13 @@ class GritTrainer:
                 )
                 with clock("forward_backward"), sync, self._autocast():
                     out = self.policy(
-                        inputs, rollout.completion_ids, rollout.completion_mask, rewards, old, ref
+                        inputs,
+                        rollout.completion_ids,
+                        rollout.completion_mask,
+                        rewards,
+                        old,
+                        ref,
+                        normalizer,
                     )
                     (out.loss / len(rollouts)).backward()
                 outputs.append(out)
@@ -325,6 +332,16 @@ class GritTrainer:
                 return token_logprobs(
                     self.model, inputs, rollout.completion_ids, self.loss_settings
                 )
+
+    def _token_normalizer(self, rollouts: list) -> float | None:
+        """``loss_type=dapo``: the step's unmasked-token count over micro-batches and processes,
+        scaled so that the per-micro-batch mean and the gradient average over ranks give
+        Σ token losses / count."""
+        if self.config.loss_type != "dapo":
+            return None
+        local = sum(float(r[0].completion_mask.sum()) for r in rollouts)
+        per_rank = distributed.mean_over_ranks({"tokens": local})["tokens"]
+        return max(per_rank, 1.0) / len(rollouts)
 
     def _autocast(self) -> Any:
         if self.config.bf16 and self.device.type == "cuda":

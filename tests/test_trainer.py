@@ -310,18 +310,22 @@ def test_evaluate_and_a_finished_run_resumed(tiny, data, tmp_path):
     assert (tmp_path / "checkpoint-1" / checkpoint.STATE_FILE).stat().st_mtime_ns == saved
 
 
+ACCUMULATE = {"batch_size": 1, "gradient_accumulation_steps": 2}  # same prompts and seeds
+
+
 @pytest.mark.parametrize(
-    "variant",
+    ("base", "variant"),
     [
-        {"batch_size": 1, "gradient_accumulation_steps": 2},  # same prompts, seeds and mean loss
-        {"gradient_checkpointing": True},
+        ({}, ACCUMULATE),
+        ({"loss_type": "dapo"}, ACCUMULATE),  # one token mean over both micro-batches
+        ({}, {"gradient_checkpointing": True}),
     ],
-    ids=["accumulation", "checkpointing"],
+    ids=["accumulation", "dapo-accumulation", "checkpointing"],
 )
-def test_step_variants_match_the_plain_step(tiny, data, tmp_path, variant):
-    plain = make(tiny, data, tmp_path / "plain", max_steps=1, beta=0.04)
+def test_step_variants_match_the_plain_step(tiny, data, tmp_path, base, variant):
+    plain = make(tiny, data, tmp_path / "plain", max_steps=1, beta=0.04, **base)
     [want] = plain.train()
-    other = make(tiny, data, tmp_path / "other", max_steps=1, beta=0.04, **variant)
+    other = make(tiny, data, tmp_path / "other", max_steps=1, beta=0.04, **base, **variant)
     [got] = other.train()
     for key in ("loss", "kl", "grad_norm", "reward/mean", "completion_length/mean"):
         assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-7), key
@@ -335,3 +339,19 @@ def test_fsdp_is_refused_with_the_alternatives(tiny, data, tmp_path, monkeypatch
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
     with pytest.raises(NotImplementedError, match=r"parallel=fsdp is not supported yet.*ddp"):
         make(tiny, data, tmp_path, parallel="fsdp")
+
+
+def test_dapo_divides_by_the_tokens_of_the_whole_step():
+    def rollout(lengths):
+        mask = torch.zeros(len(lengths), 9)
+        for i, n in enumerate(lengths):
+            mask[i, :n] = 1
+        return (types.SimpleNamespace(completion_mask=mask),)
+
+    rollouts = [rollout([3, 9]), rollout([1, 2])]  # 15 tokens over 2 micro-batches
+    fake = types.SimpleNamespace(config=types.SimpleNamespace(loss_type="dapo"))
+    # Each micro-batch's loss is Σ m·ℓ / normalizer and is divided by 2 before backward, so the
+    # step's gradient is that of Σ m·ℓ / 15 over both micro-batches.
+    assert GritTrainer._token_normalizer(fake, rollouts) == 15 / 2
+    fake.config.loss_type = "grpo"
+    assert GritTrainer._token_normalizer(fake, rollouts) is None
