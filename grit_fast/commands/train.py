@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         trainer = GritTrainer(config)
-    except (GritDataError, ValueError, FileNotFoundError, ImportError) as exc:
+    except (GritDataError, ValueError, FileNotFoundError, ImportError, NotImplementedError) as exc:
         logger.error("%s", exc)
         return 2
     try:
