@@ -72,8 +72,11 @@ def save_checkpoint(
     processor: Any,
     trainer_state: dict[str, Any],
     config: dict[str, Any],
+    model_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``checkpoint-<step>`` atomically (temporary directory, then rename); returns its path."""
+    """Write ``checkpoint-<step>`` atomically (temporary directory, then rename); returns its path.
+
+    ``model_state``: the full state dict to write instead of the model's own (FSDP gathers it)."""
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step}"
@@ -82,7 +85,10 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
-        model.save_pretrained(tmp)
+        if model_state is None:
+            model.save_pretrained(tmp)
+        else:
+            model.save_pretrained(tmp, state_dict=model_state)
         if processor is not None:
             processor.save_pretrained(tmp)
         torch.save({**trainer_state, "rng": rng_state(), "step": step}, tmp / STATE_FILE)
@@ -133,11 +139,16 @@ def load_model_weights(model: Any, path: str | os.PathLike) -> None:
 
         set_peft_model_state_dict(model, load_file(str(path / "adapter_model.safetensors")))
         return
-    # save_pretrained writes the checkpoint format (keys may be renamed from the module tree), so
-    # load through from_pretrained, which knows the mapping, and copy the tensors over.
-    loaded = type(model).from_pretrained(path, dtype=next(model.parameters()).dtype)
-    missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
+    missing, unexpected = model.load_state_dict(saved_model_state(model, path), strict=False)
     if missing or unexpected:
         raise RuntimeError(
             f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}"
         )
+
+
+def saved_model_state(model: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """The full weights of checkpoint ``path`` keyed as ``model.state_dict()`` keys them."""
+    # save_pretrained writes the checkpoint format (keys may be renamed from the module tree), so
+    # load through from_pretrained, which knows the mapping.
+    dtype = next(model.parameters()).dtype
+    return type(model).from_pretrained(Path(path), dtype=dtype).state_dict()

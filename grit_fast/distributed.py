@@ -1,4 +1,5 @@
-"""Thin helpers over ``torch.distributed`` for data-parallel GRPO-GR (DDP; gloo on CPU, NCCL on GPU).
+"""Thin helpers over ``torch.distributed`` for data-parallel GRPO-GR (DDP, or FSDP2 with
+``parallel=fsdp``; gloo on CPU, NCCL on GPU).
 
 ``torchrun --nproc_per_node=K grit-fast train …`` sets ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``;
 :func:`init_from_env` starts the process group from them. Each rank owns whole prompt groups (so

@@ -159,6 +159,14 @@ class PolicyLoss(nn.Module):
             hidden, head, ids, rewards, mask, old_logp, ref_logp, self.settings, normalizer
         )
 
+    def generate(self, **kwargs: Any) -> torch.Tensor:
+        """``model.generate`` (under FSDP a registered forward method, so it unshards the root)."""
+        return self.model.generate(**kwargs)
+
+    def logprobs(self, inputs: dict[str, torch.Tensor], ids: torch.Tensor) -> torch.Tensor:
+        """:func:`token_logprobs` of the policy (the old policy when μ > 1)."""
+        return token_logprobs(self.model, inputs, ids, self.settings)
+
 
 def loss_from_hidden(
     hidden: torch.Tensor,

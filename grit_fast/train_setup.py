@@ -1,5 +1,5 @@
 """What the trainer builds once: the prompt order, the optimizer, the LR schedule, LoRA, activation
-checkpointing, DDP.
+checkpointing, DDP or FSDP2.
 
 The LR schedule (``lr_lambda``): linear warm-up over ``warmup_steps`` updates, then ``cosine``
 (0.5·(1 + cos(π·p)), p the fraction of the remaining updates done), ``linear`` (1 - p) or
@@ -113,12 +113,74 @@ def enable_checkpointing(model: Any) -> None:
 def wrap_parallel(
     module: torch.nn.Module, config: GritConfig, device: torch.device
 ) -> torch.nn.Module:
-    """DistributedDataParallel around ``module`` when running distributed (else ``module``)."""
+    """When running distributed: DDP around ``module``, or ``parallel=fsdp``: :func:`shard_fsdp`."""
     from grit_fast import distributed
 
     if not distributed.is_distributed():
         return module
+    if config.parallel == "fsdp":
+        return shard_fsdp(module)
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=ids)
+
+
+def shard_fsdp(policy: torch.nn.Module) -> torch.nn.Module:
+    """FSDP2 (``fully_shard``) in place: each transformer block (the model's ``_no_split_modules``)
+    is one unit, everything else (embeddings, vision merger, final norm, lm_head) the root, which is
+    ``policy`` so that its forward unshards all the weights the loss touches. ``policy.generate`` and
+    ``policy.logprobs`` are registered as forward methods, so generation unshards them too."""
+    from torch.distributed.fsdp import fully_shard, register_fsdp_forward_method
+
+    names: set[str] = set()
+    for module in policy.modules():
+        names.update(getattr(module, "_no_split_modules", None) or ())
+    blocks = [
+        m
+        for m in policy.modules()
+        if type(m).__name__ in names or type(m).__name__.endswith("DecoderLayer")
+    ]
+    if not blocks:
+        raise ValueError("parallel=fsdp: found no transformer blocks to shard in the model")
+    for block in blocks:
+        fully_shard(block)
+    fully_shard(policy)
+    for method in ("generate", "logprobs"):
+        register_fsdp_forward_method(policy, method)
+    return policy
+
+
+def full_tensor(x: Any) -> torch.Tensor:
+    """A DTensor (FSDP2) gathered into a plain tensor; anything else as it is."""
+    return x.full_tensor() if hasattr(x, "full_tensor") else x
+
+
+def gather_full_state(model: torch.nn.Module, optimizer: Any) -> tuple[dict, dict]:
+    """(model, optimizer) full state dicts of an FSDP-sharded model, on CPU, on rank 0 (the others
+    get empty dicts). A collective: every process must call it."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_state = get_model_state_dict(model, options=options)
+    return model_state, get_optimizer_state_dict(model, optimizer, options=options)
+
+
+def load_full_state(
+    model: torch.nn.Module, optimizer: Any, model_state: dict, optimizer_state: dict
+) -> None:
+    """Load full (unsharded) state dicts into an FSDP-sharded model and its optimizer; each process
+    passes the full dicts and keeps its own shard."""
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    options = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(model, model_state, options=options)
+    set_optimizer_state_dict(model, optimizer, optimizer_state, options=options)

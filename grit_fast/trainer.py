@@ -55,6 +55,9 @@ from grit_fast.train_setup import (
     apply_lora,
     build_optimizer,
     enable_checkpointing,
+    full_tensor,
+    gather_full_state,
+    load_full_state,
     wrap_parallel,
 )
 
@@ -98,12 +101,9 @@ class GritTrainer:
             raise ValueError(
                 f"batch_size={cfg.batch_size} must be a multiple of the {self.world} processes"
             )
-        if cfg.parallel == "fsdp" and self.world > 1:
-            raise NotImplementedError(
-                "parallel=fsdp is not supported yet (sharded generation and full-state "
-                "checkpoints are missing); use parallel=ddp, with lora, bf16 or "
-                "gradient_checkpointing to fit the model"
-            )
+        if cfg.parallel == "fsdp" and cfg.lora and self.world > 1:
+            # The LoRA reference runs the model outside the sharded forward; LoRA fits with DDP.
+            raise NotImplementedError("lora=true with parallel=fsdp is not supported; use ddp")
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
 
@@ -154,7 +154,11 @@ class GritTrainer:
             adv_eps=cfg.adv_eps,
             fused=fused,
         )
-        self.policy = wrap_parallel(PolicyLoss(self.model, self.loss_settings), cfg, self.device)
+        # policy_loss: generate / logprobs / loss of the model (under FSDP, sharded in place);
+        # policy: what runs the loss (DDP's wrapper around it, or it).
+        self.policy_loss = PolicyLoss(self.model, self.loss_settings)
+        self.policy = wrap_parallel(self.policy_loss, cfg, self.device)
+        self.fsdp = cfg.parallel == "fsdp" and distributed.is_distributed()
         self.optimizer, self.scheduler = build_optimizer(
             [p for p in self.model.parameters() if p.requires_grad], cfg
         )
@@ -216,9 +220,7 @@ class GritTrainer:
                 old = None
                 if cfg.num_iterations > 1:  # in the loss's precision, so the first ratio is 1
                     with self._autocast():
-                        old = token_logprobs(
-                            self.model, inputs, rollout.completion_ids, self.loss_settings
-                        )
+                        old = self.policy_loss.logprobs(inputs, rollout.completion_ids)
             rollouts.append((rollout, inputs, rewards, old, ref, stats))
 
         normalizer = self._token_normalizer(rollouts)
@@ -276,7 +278,7 @@ class GritTrainer:
     def _rollout(self, records: list[tuple[int, GritRecord]], micro: int) -> Rollout:
         cfg = self.config
         return generate_rollout(
-            self.model,
+            self.policy_loss,
             self.adapter,
             [r.question for _, r in records],
             [r.load_image() for _, r in records],
@@ -360,7 +362,7 @@ class GritTrainer:
         local["advantage/mean"] = advantages.mean().item()
         local["advantage/std"] = advantages.std().item() if advantages.numel() > 1 else 0.0
         local["advantage/abs_max"] = advantages.abs().max().item()
-        local["grad_norm"] = float(grad_norm)
+        local["grad_norm"] = float(full_tensor(grad_norm))
         local["lr"] = lr
         local.update(clock.metrics())
         return distributed.mean_over_ranks(local)
@@ -378,7 +380,7 @@ class GritTrainer:
         data = records if records is not None else cfg.eval_data
         items = self.records if data is None else _records(data, cfg.image_root)
         rollout = generate_rollout(
-            self.model,
+            self.policy_loss,
             self.adapter,
             [r.question for r in items],
             [r.load_image() for r in items],
@@ -395,10 +397,12 @@ class GritTrainer:
 
     def save(self) -> Path | None:
         """Write ``checkpoint-<step>`` (main process only; the others wait)."""
-        path = None
+        path = model_state = optimizer_state = None
+        if self.fsdp:  # every process takes part in gathering the shards
+            model_state, optimizer_state = gather_full_state(self.model, self.optimizer)
         if self.is_main:
             state = {
-                "optimizer": self.optimizer.state_dict(),
+                "optimizer": optimizer_state or self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "sampler": self.sampler.state_dict(),
             }
@@ -409,6 +413,7 @@ class GritTrainer:
                 self.processor,
                 state,
                 self.config.to_dict(),
+                model_state,
             )
         distributed.barrier()
         return path
@@ -426,8 +431,12 @@ class GritTrainer:
             logger.info("resume=auto: no checkpoint in %s, starting fresh", self.config.output_dir)
             return
         state = checkpoint.load_trainer_state(path)
-        checkpoint.load_model_weights(self.model, path)
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.fsdp:
+            weights = checkpoint.saved_model_state(self.model, path)
+            load_full_state(self.model, self.optimizer, weights, state["optimizer"])
+        else:
+            checkpoint.load_model_weights(self.model, path)
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.sampler.load_state_dict(state["sampler"])
         checkpoint.set_rng_state(state["rng"])

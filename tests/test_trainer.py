@@ -333,12 +333,12 @@ def test_step_variants_match_the_plain_step(tiny, data, tmp_path, base, variant)
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)  # atol: see the fused test
 
 
-def test_fsdp_is_refused_with_the_alternatives(tiny, data, tmp_path, monkeypatch):
+def test_lora_under_fsdp_is_refused_before_loading(tiny, data, tmp_path, monkeypatch):
     from grit_fast import distributed
 
     monkeypatch.setattr(distributed, "world_size", lambda: 2)
-    with pytest.raises(NotImplementedError, match=r"parallel=fsdp is not supported yet.*ddp"):
-        make(tiny, data, tmp_path, parallel="fsdp")
+    with pytest.raises(NotImplementedError, match=r"lora=true with parallel=fsdp .* use ddp"):
+        make(tiny, data, tmp_path, parallel="fsdp", lora=True)
 
 
 def test_dapo_divides_by_the_tokens_of_the_whole_step():
