@@ -17,6 +17,7 @@ namespace py = pybind11;
 #include <utility>
 #include <vector>
 
+#include "prefetch.hpp"
 #include "rewards.hpp"
 #include "trace.hpp"
 #include "unicode.hpp"
@@ -26,48 +27,84 @@ namespace trace_rewards_bindings {
 using I64Array = py::array_t<std::int64_t>;
 using F64Array = py::array_t<double>;
 
-// The UTF-8 bytes of a list of str, kept alive for a GIL-free section. A str holding lone
-// surrogates (which strict UTF-8 cannot encode) is encoded with "surrogatepass".
-struct Utf8Batch {
-  std::vector<py::object> keep;     // the str objects (stable even if the list changes)
-  std::vector<py::object> encoded;  // surrogatepass encodings, where needed
-  std::vector<std::string_view> views;
-  std::vector<char> ascii;  // byte offsets are character offsets
+// Per-thread buffers that every batch call on the thread reuses: a batch of 10,000 samples needs
+// about a megabyte of them, and fresh allocations of that size come from mmap and are
+// page-faulted in again on every call (0.7 ms of a 10,000-sample scoring call). Buffers past
+// kKeepEntries entries are released after the call.
+struct ThreadBuffers {
+  std::vector<std::string_view> views[3];
+  std::vector<char> ascii[3];
+  std::vector<std::int64_t> spans;
 };
 
-Utf8Batch utf8_batch(const py::handle& seq, const char* name) {
-  if (!PyList_Check(seq.ptr()))
-    throw py::type_error(std::string(name) + " must be a list of str, got " +
-                         std::string(py::str(py::type::handle_of(seq).attr("__name__"))));
-  Utf8Batch batch;
-  const Py_ssize_t n = PyList_GET_SIZE(seq.ptr());
-  batch.keep.reserve(static_cast<std::size_t>(n));
-  batch.views.reserve(static_cast<std::size_t>(n));
-  batch.ascii.reserve(static_cast<std::size_t>(n));
-  for (Py_ssize_t i = 0; i < n; ++i) {
-    PyObject* item = PyList_GET_ITEM(seq.ptr(), i);
-    if (!PyUnicode_Check(item))
-      throw py::type_error(std::string(name) + "[" + std::to_string(i) + "] must be a str, got " +
-                           Py_TYPE(item)->tp_name);
-    Py_ssize_t size = 0;
-    const char* data = PyUnicode_AsUTF8AndSize(item, &size);
-    batch.keep.push_back(py::reinterpret_borrow<py::object>(item));
-    if (data == nullptr) {
-      PyErr_Clear();
-      PyObject* bytes = PyUnicode_AsEncodedString(item, "utf-8", "surrogatepass");
-      if (bytes == nullptr) throw py::error_already_set();
-      batch.encoded.push_back(py::reinterpret_steal<py::object>(bytes));
-      data = PyBytes_AS_STRING(bytes);
-      size = PyBytes_GET_SIZE(bytes);
-    }
-    batch.views.emplace_back(data, static_cast<std::size_t>(size));
-    batch.ascii.push_back(static_cast<char>(PyUnicode_IS_ASCII(item)));
-  }
-  return batch;
+constexpr std::size_t kKeepEntries = std::size_t{1} << 20;
+
+ThreadBuffers& thread_buffers() {
+  static thread_local ThreadBuffers buffers;
+  return buffers;
 }
 
+template <class T>
+void trim(std::vector<T>& v) {
+  if (v.capacity() > kKeepEntries) std::vector<T>().swap(v);
+}
+
+// The UTF-8 bytes of a list of str, kept alive for a GIL-free section. A str holding lone
+// surrogates (which strict UTF-8 cannot encode) is encoded with "surrogatepass". The views live
+// in thread buffers `slot` (0-2).
+class Utf8Batch {
+ public:
+  Utf8Batch(const py::handle& seq, const char* name, int slot)
+      : views(thread_buffers().views[slot]), ascii(thread_buffers().ascii[slot]) {
+    if (!PyList_Check(seq.ptr()))
+      throw py::type_error(std::string(name) + " must be a list of str, got " +
+                           std::string(py::str(py::type::handle_of(seq).attr("__name__"))));
+    keep_ = py::reinterpret_steal<py::object>(PyList_AsTuple(seq.ptr()));
+    if (!keep_) throw py::error_already_set();
+    const auto n = static_cast<std::size_t>(PyTuple_GET_SIZE(keep_.ptr()));
+    views.clear();
+    ascii.clear();
+    views.reserve(n);
+    ascii.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      PyObject* str = item(i);
+      if (!PyUnicode_Check(str))
+        throw py::type_error(std::string(name) + "[" + std::to_string(i) + "] must be a str, got " +
+                             Py_TYPE(str)->tp_name);
+      Py_ssize_t size = 0;
+      const char* data = PyUnicode_AsUTF8AndSize(str, &size);
+      if (data == nullptr) {
+        PyErr_Clear();
+        PyObject* bytes = PyUnicode_AsEncodedString(str, "utf-8", "surrogatepass");
+        if (bytes == nullptr) throw py::error_already_set();
+        encoded_.push_back(py::reinterpret_steal<py::object>(bytes));
+        data = PyBytes_AS_STRING(bytes);
+        size = PyBytes_GET_SIZE(bytes);
+      }
+      views.emplace_back(data, static_cast<std::size_t>(size));
+      ascii.push_back(static_cast<char>(PyUnicode_IS_ASCII(str)));
+    }
+  }
+  Utf8Batch(const Utf8Batch&) = delete;
+  Utf8Batch& operator=(const Utf8Batch&) = delete;
+  ~Utf8Batch() {
+    trim(views);
+    trim(ascii);
+  }
+
+  // The i-th str (borrowed).
+  PyObject* item(std::size_t i) const { return PyTuple_GET_ITEM(keep_.ptr(), i); }
+
+  std::vector<std::string_view>& views;
+  std::vector<char>& ascii;  // 1 where byte offsets are character offsets
+
+ private:
+  py::object keep_;                  // tuple of the str objects (stable even if the list changes)
+  std::vector<py::object> encoded_;  // surrogatepass encodings, where needed
+};
+
 // text[span] as a str, or None when the span is absent.
-py::object substring(const py::object& text, const grit::CharSpan& span) {
+py::object substring(const py::handle& text, const grit::CharSpan& span) {
   if (span.begin < 0) return py::none();
   PyObject* piece = PyUnicode_Substring(text.ptr(), span.begin, span.end);
   if (piece == nullptr) throw py::error_already_set();
@@ -101,7 +138,7 @@ py::tuple flat_boxes(const std::vector<grit::ParsedTrace>& parsed,
 }
 
 py::tuple parse_traces(const py::handle& texts, int num_threads) {
-  const Utf8Batch batch = utf8_batch(texts, "texts");
+  const Utf8Batch batch(texts, "texts", 0);
   std::vector<grit::ParsedTrace> parsed(batch.views.size());
   {
     py::gil_scoped_release release;
@@ -113,7 +150,7 @@ py::tuple parse_traces(const py::handle& texts, int num_threads) {
   py::list rows(parsed.size());
   for (std::size_t i = 0; i < parsed.size(); ++i) {
     const auto& t = parsed[i];
-    const py::object& text = batch.keep[i];
+    const py::handle text = batch.item(i);
     py::tuple labels(t.boxes.size());
     for (std::size_t k = 0; k < t.boxes.size(); ++k) labels[k] = substring(text, t.boxes[k].label);
     py::tuple answer_labels(t.answer_boxes.size());
@@ -141,7 +178,8 @@ I64Array int64_vector(const py::handle& obj, const char* name) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(name) + " must be a numpy int64 array");
   auto arr = py::reinterpret_borrow<py::array>(obj);
-  if (!arr.dtype().is(py::dtype::of<std::int64_t>()) || arr.ndim() != 1 ||
+  // dtype equivalence, not identity: an unpickled int64 array carries its own dtype object.
+  if (!py::isinstance<I64Array>(obj) || arr.ndim() != 1 ||
       !(arr.flags() & py::array::c_style))
     throw py::type_error(std::string(name) + " must be a C-contiguous 1-D int64 array");
   return py::reinterpret_borrow<I64Array>(obj);
@@ -155,9 +193,9 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
   const bool official = preset == "official";
   if (!official && preset != "paper")
     throw py::value_error("preset must be 'official' or 'paper', got '" + preset + "'");
-  const Utf8Batch texts = utf8_batch(completions, "completions");
-  const Utf8Batch gts = utf8_batch(answers, "answers");
-  const Utf8Batch names = utf8_batch(datasets, "datasets");
+  const Utf8Batch texts(completions, "completions", 0);
+  const Utf8Batch gts(answers, "answers", 1);
+  const Utf8Batch names(datasets, "datasets", 2);
   const std::size_t n = texts.views.size();
   if (gts.views.size() != n || names.views.size() != n)
     throw py::value_error("completions, answers and datasets have lengths " + std::to_string(n) +
@@ -192,8 +230,9 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
     arrays.emplace_back(static_cast<py::ssize_t>(n));
     cols.push_back(arrays.back().mutable_data());
   }
-  std::vector<grit::JudgeRequest> requests(n);
-  std::vector<std::int64_t> char_begin(n), char_end(n);
+  // Judge spans in characters, 2 per sample; begin -1 where the sample is not judged.
+  std::vector<std::int64_t>& spans = thread_buffers().spans;
+  spans.resize(2 * n);
   {
     py::gil_scoped_release release;
     const std::int64_t* ids = has_ids ? flat.data() : nullptr;
@@ -211,6 +250,16 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
       in.has_pad = has_pad;
       in.pad_token_id = pad;
       in.int_max_str_digits = int_max_str_digits;
+      if (i + 1 < n) {
+        // Samples lie apart in memory: start loading the next one's while this one runs.
+        grit::prefetch_text(texts.views[i + 1]);
+        grit::prefetch_text(gts.views[i + 1]);
+        grit::prefetch_text(names.views[i + 1]);
+        if (has_ids)
+          grit::prefetch_ids(ids + o[i + 1], static_cast<std::size_t>(o[i + 2] - o[i + 1]),
+                             texts.views[i + 1].size());
+      }
+      grit::JudgeRequest request;
       if (official) {
         const grit::OfficialRewards r = grit::official_rewards(in);
         cols[0][i] = 0.0;
@@ -219,22 +268,24 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
         cols[3][i] = r.repetition;
         cols[4][i] = r.grounding_format;
         cols[5][i] = r.think_format;
-        requests[i] = r.judge;
+        request = r.judge;
       } else {
         const grit::PaperRewards r = grit::paper_rewards(in);
         cols[0][i] = r.format;
         cols[1][i] = r.count;
         cols[2][i] = 0.0;
         cols[3][i] = r.answer_bleu;
-        requests[i] = r.judge;
+        request = r.judge;
       }
-      if (requests[i].needed && texts.ascii[i]) {
-        char_begin[i] = static_cast<std::int64_t>(requests[i].begin);
-        char_end[i] = static_cast<std::int64_t>(requests[i].end);
-      } else if (requests[i].needed) {
+      std::int64_t* span = spans.data() + 2 * i;
+      span[0] = -1;
+      if (request.needed && texts.ascii[i]) {
+        span[0] = static_cast<std::int64_t>(request.begin);
+        span[1] = static_cast<std::int64_t>(request.end);
+      } else if (request.needed) {
         grit::unicode::CharIndex chars(in.completion);
-        char_begin[i] = chars(requests[i].begin);
-        char_end[i] = chars(requests[i].end);
+        span[0] = chars(request.begin);
+        span[1] = chars(request.end);
       }
     });
   }
@@ -242,20 +293,21 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
   for (std::size_t k = 0; k < num_components; ++k)
     components[official ? official_names[k] : paper_names[k]] = arrays[k];
   std::size_t judged = 0;
-  for (const auto& r : requests) judged += r.needed;
+  for (std::size_t i = 0; i < n; ++i) judged += spans[2 * i] >= 0;
   I64Array index(static_cast<py::ssize_t>(judged));
   py::list predictions(judged);
-  auto idx = index.mutable_unchecked<1>();
+  std::int64_t* idx = index.mutable_data();
   py::ssize_t j = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    if (!requests[i].needed) continue;
-    idx(j) = static_cast<std::int64_t>(i);
-    PyObject* text = texts.keep[i].ptr();
-    PyObject* piece = PyUnicode_Substring(text, char_begin[i], char_end[i]);
+    const std::int64_t* span = spans.data() + 2 * i;
+    if (span[0] < 0) continue;
+    idx[j] = static_cast<std::int64_t>(i);
+    PyObject* piece = PyUnicode_Substring(texts.item(i), span[0], span[1]);
     if (piece == nullptr) throw py::error_already_set();
     PyList_SET_ITEM(predictions.ptr(), j, piece);  // steals the reference
     ++j;
   }
+  trim(spans);
   return py::make_tuple(components, index, predictions);
 }
 

@@ -8,6 +8,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "repetition.hpp"
+#include "scan.hpp"
 #include "trace.hpp"
 #include "unicode.hpp"
 
@@ -44,101 +46,6 @@ std::string lowered(std::string_view w) {
   std::string out(w);
   for (char& c : out) c = static_cast<char>(c | 0x20);
   return out;
-}
-
-// Words of Python's str.split() (runs of non-whitespace code points). Blocks of 64 ASCII bytes
-// are classified at once and their word starts/ends read off a bit mask; blocks holding other
-// bytes are decoded character by character.
-void split_words(std::string_view s, std::vector<std::string_view>& words) {
-  words.clear();
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const std::size_t n = s.size();
-  std::size_t i = 0, start = npos;
-  const auto step = [&](std::size_t& k) {
-    const std::size_t at = k;
-    bool space;
-    if (p[k] < 0x80) {
-      space = unicode::is_space(p[k]);
-      ++k;
-    } else {
-      space = unicode::is_space(unicode::decode(s, k));
-    }
-    if (space) {
-      if (start != npos) words.emplace_back(s.data() + start, at - start);
-      start = npos;
-    } else if (start == npos) {
-      start = at;
-    }
-  };
-#if defined(__SSE2__)
-  while (i + 64 <= n) {
-    std::uint64_t space = 0, high = 0;
-    for (int k = 0; k < 4; ++k) {
-      unsigned h, w;
-      unicode::classify16(p + i + 16 * k, h, w);
-      high |= static_cast<std::uint64_t>(h) << (16 * k);
-      space |= static_cast<std::uint64_t>(w) << (16 * k);
-    }
-    if (high != 0) {
-      const std::size_t end = i + 64;
-      while (i < end) step(i);
-      continue;
-    }
-    const std::uint64_t word = ~space;
-    // A set bit marks a change between word and space at that byte.
-    std::uint64_t changes = word ^ ((word << 1) | (start != npos ? 1u : 0u));
-    while (changes != 0) {
-      const int t = __builtin_ctzll(changes);
-      changes &= changes - 1;
-      const std::size_t at = i + static_cast<std::size_t>(t);
-      if ((word >> t) & 1u) {
-        start = at;
-      } else {
-        words.emplace_back(s.data() + start, at - start);
-        start = npos;
-      }
-    }
-    i += 64;
-  }
-#endif
-  while (i < n) step(i);
-  if (start != npos) words.emplace_back(s.data() + start, n - start);
-}
-
-// A word's length and first 8 bytes in one integer: unequal words almost always differ here, so
-// comparing 8-grams is mostly integer compares. Words of up to 8 bytes are equal exactly when
-// their fingerprints are.
-void fingerprints(std::string_view s, const std::vector<std::string_view>& words,
-                  std::vector<std::uint64_t>& out) {
-  out.resize(words.size());
-  const char* end = s.data() + s.size();
-  for (std::size_t k = 0; k < words.size(); ++k) {
-    const std::string_view w = words[k];
-    std::uint64_t head = 0;
-    const std::size_t len = w.size() < 8 ? w.size() : 8;
-    if (w.data() + 8 <= end) {
-      std::memcpy(&head, w.data(), 8);
-      // Keep only the word's own bytes (the low-address ones).
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-      if (len < 8) head &= ~std::uint64_t{0} << (8 * (8 - len));
-#else
-      if (len < 8) head &= (std::uint64_t{1} << (8 * len)) - 1;
-#endif
-    } else {
-      std::memcpy(&head, w.data(), len);
-    }
-    out[k] = head ^ (static_cast<std::uint64_t>(w.size()) * 0x9E3779B97F4A7C15ull);
-  }
-}
-
-// Released loop: for j in range(last_start): compare seq[j:j+8] with seq[j+8:j+16].
-template <class Equal>
-double repeat_score(std::size_t length, std::size_t last_start, Equal&& equal_at) {
-  if (last_start == 0) return 1.0;
-  std::size_t repeats = 0;
-  for (std::size_t j = 0; j < last_start; ++j)
-    if (j + 2 * kNgram <= length && equal_at(j)) ++repeats;
-  return 1.0 - static_cast<double>(repeats) / static_cast<double>(last_start);
 }
 
 bool is_counting_dataset(std::string_view dataset) { return dataset == "tallyqa"; }
@@ -318,42 +225,20 @@ double answer_format_reward(std::string_view completion) {
   return answer_format_from(scan_tags(completion));
 }
 
-double repetition_reward(const RewardInput& in) {
-  double word_score = 1.0;
-  thread_local std::vector<std::string_view> words;
-  thread_local std::vector<std::uint64_t> fp;
-  split_words(in.completion, words);
-  const std::size_t w = words.size();
-  if (!in.completion.empty() && w >= static_cast<std::size_t>(kNgram)) {
-    fingerprints(in.completion, words, fp);
-    word_score = repeat_score(w, w - kNgram, [&](std::size_t j) {
-      for (std::size_t k = 0; k < static_cast<std::size_t>(kNgram); ++k) {
-        const std::size_t a = j + k, b = j + kNgram + k;
-        if (fp[a] != fp[b]) return false;
-        if (words[a].size() > 8 && words[a] != words[b]) return false;
-      }
-      return true;
-    });
-  }
-  double token_score = 1.0;
-  if (in.has_ids) {
-    std::size_t len = in.num_ids;
-    if (in.has_pad) {
-      for (std::size_t k = 0; k < in.num_ids; ++k) {
-        if (in.ids[k] == in.pad_token_id) {
-          len = k;
-          break;
-        }
-      }
-    }
-    if (len >= static_cast<std::size_t>(2 * kNgram)) {
-      token_score = repeat_score(len, len - 2 * kNgram + 1, [&](std::size_t j) {
-        return in.ids[j] == in.ids[j + kNgram] &&
-               std::memcmp(in.ids + j, in.ids + j + kNgram, kNgram * sizeof(std::int64_t)) == 0;
-      });
-    }
-  }
+namespace {
+
+double token_score(const RewardInput& in) {
+  return in.has_ids ? token_repeat_score(in.ids, in.num_ids, in.has_pad, in.pad_token_id) : 1.0;
+}
+
+double repetition_from(double word_score, double token_score) {
   return (token_score - (1 - word_score)) * 0.5;
+}
+
+}  // namespace
+
+double repetition_reward(const RewardInput& in) {
+  return repetition_from(word_repeat_score(in.completion), token_score(in));
 }
 
 JudgeRequest judge_request(std::string_view completion, std::string_view dataset) {
@@ -377,16 +262,15 @@ bool count_matches(const RewardInput& in, std::size_t count) {
 OfficialRewards official_rewards(const RewardInput& in) {
   OfficialRewards r;
   const std::string_view s = in.completion;
-  const TagScan tags = scan_tags(s);
+  const TextScan scan = scan_text(s, true);
+  const TagScan& tags = scan.tags;
   r.answer_bleu = answer_bleu_reward(s, in.answer, tags.first[4]);
   r.answer_format = answer_format_from(tags);
-  r.repetition = repetition_reward(in);
-  const std::size_t rethink = tags.first[2];
-  if (rethink != npos) {
-    const std::size_t count = count_official_boxes(s.substr(0, rethink));
+  r.repetition = repetition_from(scan.word_score, token_score(in));
+  if (tags.first[2] != npos) {
     double reward = 0.0;
-    if (count > 0) reward += 0.5;
-    if (in.dataset == "tallyqa" && count_matches(in, count)) reward += 1;
+    if (scan.boxes > 0) reward += 0.5;
+    if (in.dataset == "tallyqa" && count_matches(in, scan.boxes)) reward += 1;
     r.grounding_format = reward;
   }
   r.think_format = think_format_from(s, tags);
@@ -404,10 +288,10 @@ PaperRewards paper_rewards(const RewardInput& in) {
     const std::size_t rethink = s.find("<rethink>", think_end + 8);
     if (rethink != npos && s.find("</rethink>", rethink + 9) != npos) r.format += 0.5;
   }
-  const std::size_t count = count_official_boxes(s.substr(0, s.find("<rethink>")));
-  if (count > 0) r.format += 0.5;
-  if (is_counting_dataset(in.dataset) && count_matches(in, count)) r.count = 0.5;
-  const TagScan tags = scan_tags(s);
+  const TextScan scan = scan_text(s, false);
+  const TagScan& tags = scan.tags;
+  if (scan.boxes > 0) r.format += 0.5;
+  if (is_counting_dataset(in.dataset) && count_matches(in, scan.boxes)) r.count = 0.5;
   r.answer_bleu = answer_bleu_reward(s, in.answer, tags.first[4]);
   r.judge = judge_from(s, tags, in.dataset);
   return r;

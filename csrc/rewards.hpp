@@ -9,8 +9,6 @@
 
 namespace grit {
 
-inline constexpr std::int64_t kNgram = 8;
-
 // One sample's inputs. `ids` may be null (no token ids: the token factor of repetition is 1).
 struct RewardInput {
   std::string_view completion, answer, dataset;

@@ -39,7 +39,8 @@ bool scan_decimals(std::string_view s, std::size_t& j) {
   return count > 0;
 }
 
-// Matches \d+,\s*\d+,\s*\d+,\s*\d+\b at `start` (whose \b the caller checked); sets `end`.
+}  // namespace
+
 bool match_official_box(std::string_view s, std::size_t start, std::size_t& end) {
   std::size_t j = start;
   for (int k = 0; k < 4; ++k) {
@@ -60,6 +61,8 @@ bool match_official_box(std::string_view s, std::size_t start, std::size_t& end)
   end = j;
   return true;
 }
+
+namespace {
 
 // --- structured boxes: ASCII numbers -?[0-9]+(\.[0-9]+)? --------------------------------------
 
@@ -222,6 +225,18 @@ CharSpan to_chars(const ByteSpan& span, unicode::CharIndex& chars) {
 
 }  // namespace
 
+void note_tag(std::string_view s, std::size_t at, TagScan& t) {
+  const std::string_view rest = s.substr(at);
+  for (std::size_t k = 0; k < kTags.size(); ++k) {
+    if (rest.size() >= kTags[k].size() && rest[1] == kTags[k][1] &&
+        rest.compare(0, kTags[k].size(), kTags[k]) == 0) {
+      if (t.count[k]++ == 0) t.first[k] = at;
+      t.last[k] = at;
+      return;
+    }
+  }
+}
+
 TagScan scan_tags(std::string_view s) {
   TagScan t;
   t.first.fill(npos);
@@ -232,16 +247,7 @@ TagScan scan_tags(std::string_view s) {
   while (p < end) {
     p = static_cast<const char*>(std::memchr(p, '<', static_cast<std::size_t>(end - p)));
     if (p == nullptr) break;
-    const std::string_view rest(p, static_cast<std::size_t>(end - p));
-    for (std::size_t k = 0; k < kTags.size(); ++k) {
-      if (rest.size() >= kTags[k].size() && rest[1] == kTags[k][1] &&
-          rest.compare(0, kTags[k].size(), kTags[k]) == 0) {
-        const auto at = static_cast<std::size_t>(p - begin);
-        if (t.count[k]++ == 0) t.first[k] = at;
-        t.last[k] = at;
-        break;
-      }
-    }
+    note_tag(s, static_cast<std::size_t>(p - begin), t);
     ++p;
   }
   return t;

@@ -48,6 +48,13 @@ struct TagScan {
 };
 TagScan scan_tags(std::string_view text);
 
+// Counts the tag, if any, that starts at byte `at` (where text[at] == '<') into `tags`.
+void note_tag(std::string_view text, std::size_t at, TagScan& tags);
+
+// Matches \d+,\s*\d+,\s*\d+,\s*\d+\b at byte `start`, whose leading \b the caller checked;
+// sets `end` past the match.
+bool match_official_box(std::string_view text, std::size_t start, std::size_t& end);
+
 // Non-overlapping occurrences of needle (non-empty) in text, counting at most `limit`.
 std::size_t count_occurrences(std::string_view text, std::string_view needle,
                               std::size_t limit = static_cast<std::size_t>(-1));
