@@ -56,8 +56,6 @@ from grit_fast.train_setup import (
     build_optimizer,
     enable_checkpointing,
     full_tensor,
-    gather_full_state,
-    load_full_state,
     wrap_parallel,
 )
 
@@ -397,48 +395,7 @@ class GritTrainer:
 
     def save(self) -> Path | None:
         """Write ``checkpoint-<step>`` (main process only; the others wait)."""
-        path = model_state = optimizer_state = None
-        if self.fsdp:  # every process takes part in gathering the shards
-            model_state, optimizer_state = gather_full_state(self.model, self.optimizer)
-        if self.is_main:
-            state = {
-                "optimizer": optimizer_state or self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "sampler": self.sampler.state_dict(),
-            }
-            path = checkpoint.save_checkpoint(
-                self.config.output_dir,
-                self.step,
-                self.model,
-                self.processor,
-                state,
-                self.config.to_dict(),
-                model_state,
-            )
-        distributed.barrier()
-        return path
+        return checkpoint.save_trainer(self)
 
     def _resume(self) -> None:
-        resume = self.config.resume
-        if resume is None:
-            return
-        path = (
-            checkpoint.latest_checkpoint(self.config.output_dir)
-            if resume == "auto"
-            else Path(resume)
-        )
-        if path is None:
-            logger.info("resume=auto: no checkpoint in %s, starting fresh", self.config.output_dir)
-            return
-        state = checkpoint.load_trainer_state(path)
-        if self.fsdp:
-            weights = checkpoint.saved_model_state(self.model, path)
-            load_full_state(self.model, self.optimizer, weights, state["optimizer"])
-        else:
-            checkpoint.load_model_weights(self.model, path)
-            self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
-        checkpoint.set_rng_state(state["rng"])
-        self.step = int(state["step"])
-        logger.info("resumed from %s at step %d", path, self.step)
+        checkpoint.resume_trainer(self)
