@@ -300,6 +300,8 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
   py::ssize_t j = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const std::int64_t* span = spans.data() + 2 * i;
+    if (i + 4 < n && span[8] >= 0 && texts.ascii[i + 4])  // the text is long out of cache
+      grit::prefetch_bytes(texts.views[i + 4].data() + span[8], 64);
     if (span[0] < 0) continue;
     idx[j] = static_cast<std::int64_t>(i);
     PyObject* piece = PyUnicode_Substring(texts.item(i), span[0], span[1]);

@@ -55,7 +55,8 @@ def _strings(values: Any, name: str, n: int | None) -> list[str]:
     if isinstance(values, str):
         raise TypeError(f"{name} must be a sequence of str, got one str (wrap it in a list)")
     try:
-        out = list(values)
+        # A list is used as it is (the compiled core snapshots it itself): no 10k-entry copy.
+        out = values if type(values) is list else list(values)
     except TypeError:
         raise TypeError(f"{name} must be a sequence of str, got {type(values).__name__}") from None
     if n is not None and len(out) != n:
