@@ -136,7 +136,9 @@ class GritTrainer:
         self.model = model
         self.model.train()
 
-        fused = cfg.fused_loss == "on" or (cfg.fused_loss == "auto" and self.device.type == "cuda")
+        # auto: fused wherever it is available. On CPU its chunked path is also the faster one (tiny
+        # Qwen2.5-VL shape N=8, T=48, V=151,665: 677 ms / 93 MiB vs 1,678 ms / 476 MiB unfused).
+        fused = cfg.fused_loss in ("on", "auto")
         if fused and fused_module() is None:
             if cfg.fused_loss == "on":
                 raise ImportError("fused_loss=on but grit_fast.ops.fused_linear is not available")

@@ -282,11 +282,12 @@ def test_tensorboard_gets_every_metric(tiny, data, tmp_path, monkeypatch):
 
 def test_fused_loss_step_matches_the_unfused_step(tiny, data, tmp_path):
     runs = {}
-    for mode in ("off", "on"):
+    for mode in ("off", "on", "auto"):
         trainer = make(tiny, data, tmp_path / mode, fused_loss=mode, max_steps=1, beta=0.04)
-        assert trainer.loss_settings.fused == (mode == "on")
+        assert trainer.loss_settings.fused == (mode != "off")
         [metrics] = trainer.train()
         runs[mode] = (metrics, params(trainer))
+    assert runs["auto"][0]["loss"] == runs["on"][0]["loss"]  # auto takes the fused path on CPU too
     (m_off, p_off), (m_on, p_on) = runs["off"], runs["on"]
     for key in ("loss", "kl", "grad_norm", "reward/mean", "advantage/std"):
         assert m_on[key] == pytest.approx(m_off[key], rel=1e-4, abs=1e-7), key
