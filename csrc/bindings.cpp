@@ -19,6 +19,7 @@ namespace py = pybind11;
 
 #include "prefetch.hpp"
 #include "rewards.hpp"
+#include "rule_judge.hpp"
 #include "trace.hpp"
 #include "unicode.hpp"
 
@@ -35,6 +36,7 @@ struct ThreadBuffers {
   std::vector<std::string_view> views[3];
   std::vector<char> ascii[3];
   std::vector<std::int64_t> spans;
+  std::vector<double> scores;
 };
 
 constexpr std::size_t kKeepEntries = std::size_t{1} << 20;
@@ -189,7 +191,7 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
                         const py::handle& datasets, const py::handle& ids_flat,
                         const py::handle& ids_offsets, const std::string& preset,
                         const py::handle& pad_token_id, std::int64_t int_max_str_digits,
-                        int num_threads) {
+                        int num_threads, bool rule_judge) {
   const bool official = preset == "official";
   if (!official && preset != "paper")
     throw py::value_error("preset must be 'official' or 'paper', got '" + preset + "'");
@@ -233,6 +235,9 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
   // Judge spans in characters, 2 per sample; begin -1 where the sample is not judged.
   std::vector<std::int64_t>& spans = thread_buffers().spans;
   spans.resize(2 * n);
+  std::vector<double>& scores = thread_buffers().scores;
+  if (rule_judge) scores.resize(n);
+  const std::size_t accuracy = official ? 0 : 2;
   {
     py::gil_scoped_release release;
     const std::int64_t* ids = has_ids ? flat.data() : nullptr;
@@ -287,6 +292,12 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
         span[0] = chars(request.begin);
         span[1] = chars(request.end);
       }
+      if (rule_judge && request.needed) {
+        const double score = grit::rule_score(
+            in.answer, in.completion.substr(request.begin, request.end - request.begin));
+        scores[i] = score;
+        cols[accuracy][i] = score > 0 ? 1.0 : 0.0;
+      }
     });
   }
   py::dict components;
@@ -296,6 +307,8 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
   for (std::size_t i = 0; i < n; ++i) judged += spans[2 * i] >= 0;
   I64Array index(static_cast<py::ssize_t>(judged));
   py::list predictions(judged);
+  F64Array judge_scores(static_cast<py::ssize_t>(rule_judge ? judged : 0));
+  double* js = judge_scores.mutable_data();
   std::int64_t* idx = index.mutable_data();
   py::ssize_t j = 0;
   for (std::size_t i = 0; i < n; ++i) {
@@ -304,13 +317,35 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
       grit::prefetch_bytes(texts.views[i + 4].data() + span[8], 64);
     if (span[0] < 0) continue;
     idx[j] = static_cast<std::int64_t>(i);
+    if (rule_judge) js[j] = scores[i];
     PyObject* piece = PyUnicode_Substring(texts.item(i), span[0], span[1]);
     if (piece == nullptr) throw py::error_already_set();
     PyList_SET_ITEM(predictions.ptr(), j, piece);  // steals the reference
     ++j;
   }
   trim(spans);
-  return py::make_tuple(components, index, predictions);
+  trim(scores);
+  if (!rule_judge) return py::make_tuple(components, index, predictions, py::none());
+  return py::make_tuple(components, index, predictions, judge_scores);
+}
+
+// RuleJudge's scores of answer/prediction pairs (GIL released).
+F64Array rule_scores(const py::handle& answers, const py::handle& predictions, int num_threads) {
+  const Utf8Batch gts(answers, "answers", 0);
+  const Utf8Batch preds(predictions, "predictions", 1);
+  const std::size_t n = gts.views.size();
+  if (preds.views.size() != n)
+    throw py::value_error(std::to_string(n) + " answers and " +
+                          std::to_string(preds.views.size()) +
+                          " predictions; expected equal lengths");
+  F64Array out(static_cast<py::ssize_t>(n));
+  double* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    grit::parallel_for(n, num_threads,
+                       [&](std::size_t i) { o[i] = grit::rule_score(gts.views[i], preds.views[i]); });
+  }
+  return out;
 }
 
 void bind(py::module_& m) {
@@ -323,8 +358,14 @@ void bind(py::module_& m) {
   m.def("score_rewards", &score_rewards, py::arg("completions"), py::arg("answers"),
         py::arg("datasets"), py::arg("ids_flat"), py::arg("ids_offsets"), py::arg("preset"),
         py::arg("pad_token_id"), py::arg("int_max_str_digits"), py::arg("num_threads") = 0,
-        "Judge-free reward components of a preset (GIL released): (components dict of float64 "
-        "(N,), judge_index int64 (J,), the J predicted answers as str).");
+        py::arg("rule_judge") = false,
+        "Reward components of a preset (GIL released): (components dict of float64 (N,), "
+        "judge_index int64 (J,), the J predicted answers as str, the rule judge's J scores or "
+        "None). With rule_judge the rule judge scores the judged samples and answer_accuracy "
+        "holds its binarised scores; otherwise answer_accuracy is 0, left to a Python judge.");
+  m.def("rule_scores", &rule_scores, py::arg("answers"), py::arg("predictions"),
+        py::arg("num_threads") = 0,
+        "RuleJudge's scores (float64 (N,)) of N answer/prediction pairs (GIL released).");
   m.def("bleu1", [](const std::string& reference, const std::string& hypothesis) {
     return grit::bleu1(reference, hypothesis);
   }, "BLEU-1 of two texts after the official normalisation (for tests).");

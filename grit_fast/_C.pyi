@@ -35,9 +35,14 @@ def score_rewards(
     pad_token_id: int | None,
     int_max_str_digits: int,
     num_threads: int = 0,
-) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
-    """Judge-free components of preset 'official' or 'paper' (answer_accuracy left at 0), the
-    indices (J,) the judge must score and their J predicted answers. GIL released."""
+    rule_judge: bool = False,
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], np.ndarray | None]:
+    """Components of preset 'official' or 'paper', the indices (J,) the judge must score, their J
+    predicted answers, and with ``rule_judge`` the rule judge's J scores (answer_accuracy then holds
+    them binarised; without it answer_accuracy is left at 0 and the scores are None). GIL released."""
+
+def rule_scores(answers: list[str], predictions: list[str], num_threads: int = 0) -> np.ndarray:
+    """RuleJudge's scores, float64 (N,), of N answer/prediction pairs. GIL released."""
 
 def bleu1(reference: str, hypothesis: str) -> float:
     """NLTK sentence BLEU-1 (no smoothing) of two texts after the official normalisation."""

@@ -42,6 +42,7 @@ FAST_PATHS: dict[str, str] = {
     # trace parsing and rewards (grit_fast.rewards)
     "parse_traces": COMPILED,
     "score_rewards": COMPILED,
+    "rule_judge": COMPILED,
     # geometry and coordinates (grit_fast.rewards.geometry)
     "box_iou": COMPILED,
     "grounding_iou_batch": COMPILED,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from grit_fast import _dispatch
-from grit_fast.rewards import reference
+from grit_fast.rewards import judge, reference
 from grit_fast.rewards.trace import Trace
 
 
@@ -64,10 +64,17 @@ def score_rewards(
     preset: str = "official",
     pad_token_id: int | None = reference.PAD_TOKEN_ID,
     num_threads: int = 0,
-) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
-    """Compiled twin of :func:`grit_fast.rewards.reference.score_rewards`."""
+    rule_judge: bool = False,
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], np.ndarray | None]:
+    """Compiled twin of :func:`grit_fast.rewards.reference.score_rewards`.
+
+    With ``rule_judge`` the rule judge runs in the core too: the fourth result is its scores of the
+    judged samples and ``answer_accuracy`` holds them binarised (else None, and 0 there). Where the
+    compiled Unicode tables differ from the interpreter's, the judge is left to Python (None).
+    """
+    rule_judge = rule_judge and _tables_match()
     flat, offsets = (None, None) if completion_ids is None else completion_ids
-    components, index, predictions = _dispatch.require_compiled().score_rewards(
+    components, index, predictions, scores = _dispatch.require_compiled().score_rewards(
         completions,
         answers,
         datasets,
@@ -77,10 +84,11 @@ def score_rewards(
         pad_token_id,
         reference.int_max_str_digits(),
         num_threads,
+        rule_judge,
     )
     foreign = _foreign(completions) + _foreign(answers)
     if foreign:
-        return _patch(
+        return *_patch(
             components,
             index,
             predictions,
@@ -91,8 +99,16 @@ def score_rewards(
             completion_ids,
             preset,
             pad_token_id,
-        )
-    return components, index, predictions
+        ), None
+    return components, index, predictions, scores
+
+
+def rule_scores(answers: list[str], predictions: list[str]) -> list[float]:
+    """Compiled twin of :class:`grit_fast.rewards.judge.RuleJudge`'s scores."""
+    scores = _dispatch.require_compiled().rule_scores(answers, predictions, 1).tolist()
+    for i in _foreign(answers) + _foreign(predictions):
+        scores[i] = judge.rule_score(answers[i], predictions[i])
+    return scores
 
 
 def _patch(

@@ -17,6 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
+from grit_fast import _dispatch
+
 
 class Judge(Protocol):
     """Scores predicted answers against ground truth, each in [0, 1]."""
@@ -140,8 +142,9 @@ class RuleJudge:
       contiguous phrase in the prediction; a gt without ASCII words must equal the prediction
       exactly after stripping.
 
-    The question is not used. Scores are 0.0 or 1.0. Identical (answer, prediction) pairs in one
-    call are scored once.
+    The question is not used. Scores are 0.0 or 1.0. The compiled core has a twin of these rules
+    (dispatched as ``rule_judge``); :class:`grit_fast.RewardScorer` runs it inside its scoring pass
+    when the judge is a plain ``RuleJudge``.
     """
 
     __name__ = "RuleJudge"
@@ -154,6 +157,11 @@ class RuleJudge:
                 f"RuleJudge: {len(questions)} questions, {len(answers)} answers and "
                 f"{len(predictions)} predictions; expected equal lengths"
             )
+        if _dispatch.use_fast("rule_judge"):
+            from grit_fast.rewards import _fast
+
+            return _fast.rule_scores(list(answers), list(predictions))
+        # Identical (answer, prediction) pairs are scored once.
         pairs = list(zip(answers, predictions, strict=True))
         scores = {pair: rule_score(*pair) for pair in set(pairs)}
         return [scores[pair] for pair in pairs]

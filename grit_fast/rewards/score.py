@@ -180,10 +180,15 @@ class RewardScorer:
             self.pad_token_id,
             self.num_threads,
         )
+        scores = None
         if _dispatch.use_fast("score_rewards"):
             from grit_fast.rewards import _fast
 
-            components, judged, predictions = _fast.score_rewards(*args)
+            # A plain RuleJudge runs inside the compiled pass: no per-sample Python objects.
+            rule_judge = type(self.judge) is RuleJudge and _dispatch.use_fast("rule_judge")
+            components, judged, predictions, scores = _fast.score_rewards(
+                *args, rule_judge=rule_judge
+            )
         else:
             for values, name in (
                 (completions, "completions"),
@@ -192,8 +197,12 @@ class RewardScorer:
             ):
                 _check_str_items(values, name)
             components, judged, predictions = reference.score_rewards(*args)
-        scores = np.zeros(0, dtype=np.float64)
-        if len(judged):
+        if scores is not None:  # judged in the core; the questions are still checked
+            if questions is not None and len(judged):
+                _check_str_items([questions[i] for i in judged.tolist()], "questions")
+        elif not len(judged):
+            scores = np.zeros(0, dtype=np.float64)
+        else:
             index = judged.tolist()
             qs = [""] * len(index) if questions is None else [questions[i] for i in index]
             if questions is not None:
