@@ -29,7 +29,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,22 +47,25 @@ class DemoSize:
     n_train: int = 600
     n_eval: int = 200
     image_size: int = 112
+    object_min: float = 0.22  # shape sides as fractions of the image side
+    object_max: float = 0.4
+    max_distractors: int = 2
     # model (text decoder; the vocabulary is always Qwen2.5's 151,665 tokens)
     hidden_size: int = 64
-    num_layers: int = 2
+    num_layers: int = 4
     tie_embeddings: int = 0
     # warm start (supervised)
-    warm_steps: int = 80
-    warm_batch: int = 16
-    warm_lr: float = 2e-3
+    warm_steps: int = 120
+    warm_batch: int = 4
+    warm_lr: float = 6e-3
     # GRPO-GR
-    rl_steps: int = 60
+    rl_steps: int = 30
     batch_size: int = 4
     num_generations: int = 4
-    lr: float = 5e-4
+    lr: float = 1e-3
     beta: float = 0.01
     temperature: float = 1.0
-    max_new_tokens: int = 80
+    max_new_tokens: int = 72
     # report
     eval_batch: int = 16
     gallery: int = 6
@@ -83,9 +86,15 @@ class DemoSize:
                 raise ValueError(
                     f"demo setting {key} must be {known[key]}, got {value!r}"
                 ) from None
-            if out[key] <= 0 and key not in ("beta", "tie_embeddings"):
+            if out[key] <= 0 and key not in ("beta", "tie_embeddings", "max_distractors"):
                 raise ValueError(f"demo setting {key} must be positive, got {value!r}")
-        return dataclasses.replace(self, **out)
+        size = dataclasses.replace(self, **out)
+        if size.image_size % 28:
+            raise ValueError(
+                f"demo setting image_size must be a multiple of 28 (Qwen2.5-VL's patch 14 x merge 2), "
+                f"got {size.image_size}"
+            )
+        return size
 
 
 SIZES: dict[str, DemoSize] = {
@@ -94,6 +103,7 @@ SIZES: dict[str, DemoSize] = {
         n_train=6,
         n_eval=4,
         hidden_size=32,
+        num_layers=1,
         warm_steps=2,
         warm_batch=2,
         rl_steps=2,
@@ -116,12 +126,6 @@ def parse_settings(items: Iterable[str]) -> dict[str, str]:
             raise ValueError(f"demo setting {item!r} must look like key=value")
         out[key.strip()] = value.strip()
     return out
-
-
-def _data_api() -> tuple[Callable[..., Any], Callable[..., str]]:
-    from grit_fast.data.synthetic import grounded_trace, make_dataset
-
-    return make_dataset, grounded_trace
 
 
 def build_model(size: DemoSize, seed: int) -> tuple[Any, Any]:
@@ -209,14 +213,16 @@ def run_demo(
     clock: dict[str, float] = {}
     start = time.perf_counter()
 
-    make_dataset, grounded_trace = _data_api()
+    from grit_fast.data.synthetic import SyntheticSpec, grounded_trace, make_dataset
+
     t0 = time.perf_counter()
-    paths = make_dataset(
-        out / "data",
-        n_train=size.n_train,
-        n_eval=size.n_eval,
-        seed=seed,
+    spec = SyntheticSpec(
         image_size=(size.image_size, size.image_size),
+        object_size=(size.object_min, size.object_max),
+        distractors=(0, size.max_distractors),
+    )
+    paths = make_dataset(
+        out / "data", n_train=size.n_train, n_eval=size.n_eval, seed=seed, spec=spec
     )
     train = load_grit_jsonl(paths["train"])
     clock["data"] = time.perf_counter() - t0
@@ -226,13 +232,17 @@ def run_demo(
     adapter = adapter_for(model, processor, pixels, pixels)
     t0 = time.perf_counter()
     settings = WarmStartSettings(
-        steps=size.warm_steps, batch_size=size.warm_batch, lr=size.warm_lr, seed=seed
+        steps=size.warm_steps,
+        batch_size=size.warm_batch,
+        lr=size.warm_lr,
+        warmup=max(1, size.warm_steps // 10),
+        seed=seed,
     )
     sft_losses = warm_start(
         model,
         adapter,
         train,
-        lambda r: grounded_trace(r, to_model_frame=adapter),
+        lambda r: grounded_trace(r, to_model_frame=adapter, style="short"),
         settings,
         progress,
     )
