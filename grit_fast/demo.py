@@ -55,14 +55,14 @@ class DemoSize:
     num_layers: int = 4
     tie_embeddings: int = 0
     # warm start (supervised)
-    warm_steps: int = 120
+    warm_steps: int = 200
     warm_batch: int = 4
     warm_lr: float = 6e-3
     # GRPO-GR
     rl_steps: int = 30
     batch_size: int = 4
     num_generations: int = 4
-    lr: float = 1e-3
+    lr: float = 7e-4
     beta: float = 0.01
     temperature: float = 1.0
     max_new_tokens: int = 72
@@ -175,6 +175,8 @@ def trainer_config(size: DemoSize, out: Path, data: Path, seed: int) -> dict[str
         "min_pixels": size.image_size**2,
         "max_pixels": size.image_size**2,
         "seed": seed,
+        # The recorded demo numbers come from the unfused loss; the fused one agrees to rounding,
+        # but RL trajectories of a tiny model amplify rounding.
         "fused_loss": "off",
     }
 
