@@ -26,7 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "viz": ("grit_fast.commands.viz", "draw predicted boxes and reasoning, with an HTML gallery"),
     "plot": ("grit_fast.commands.plot", "plot training curves from a run's metrics.jsonl"),
     # demo and synthetic data
-    "demo": ("grit_fast.commands.demo", "make data, warm-start, GRPO-GR and evaluate a tiny VLM on CPU"),
+    "demo": (
+        "grit_fast.commands.demo",
+        "make data, warm-start, GRPO-GR and evaluate a tiny VLM on CPU",
+    ),
     "make-data": (
         "grit_fast.commands.make_data",
         "write synthetic grounded data (shapes, counts, relations)",
