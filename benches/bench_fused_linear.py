@@ -26,6 +26,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from eager_loss import trl_loss  # noqa: E402
+
 from grit_fast.ops import fused_linear_grpo_loss, reference  # noqa: E402
 
 CUDA = torch.cuda.is_available()
@@ -73,17 +75,7 @@ def _inputs(n: int, t: int, h: int):
 
 def _eager(hidden, weight, ids, rewards, mask, old, ref):
     """The matmul, then TRL's _compute_loss inlined: full fp32 log-softmax, elementwise loss."""
-    logits = hidden @ weight.T  # [N, T, V] bf16
-    logp = torch.log_softmax(logits.float() / HPARAMS["temperature"], -1)
-    logp = logp.gather(-1, ids[..., None]).squeeze(-1)
-    r = rewards.view(-1, G)
-    adv = ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + 1e-4)).view(-1, 1)
-    ratio = torch.exp(logp - old)
-    clipped = torch.clamp(ratio, 1 - HPARAMS["eps_low"], 1 + HPARAMS["eps_high"])
-    kl = torch.exp(ref - logp) - (ref - logp) - 1
-    per_token = -torch.min(ratio * adv, clipped * adv) + HPARAMS["beta"] * kl
-    m = mask.float()
-    return ((per_token * m).sum(1) / m.sum(1).clamp(min=1)).mean()
+    return trl_loss(hidden @ weight.T, ids, rewards, mask, old, ref, group_size=G, **HPARAMS)
 
 
 _compiled = None
