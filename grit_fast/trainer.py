@@ -136,8 +136,9 @@ class GritTrainer:
         self.model = model
         self.model.train()
 
-        # auto: fused wherever it is available. On CPU its chunked path is also the faster one (tiny
-        # Qwen2.5-VL shape N=8, T=48, V=151,665: 677 ms / 93 MiB vs 1,678 ms / 476 MiB unfused).
+        # auto: fused wherever it is available. On CPU its chunked path is also leaner and faster
+        # (benches/RESULTS.md, "Train step": N=8, T=128, V=151,665 fp32, 97 MiB and 6.8 s fwd+bwd
+        # vs 1,216 MiB and 8.2 s unfused).
         fused = cfg.fused_loss in ("on", "auto")
         if fused and fused_module() is None:
             if cfg.fused_loss == "on":
