@@ -1,9 +1,11 @@
 """Rollout: G sampled completions per prompt with Hugging Face ``generate``.
 
-Each prompt group is generated in its own ``generate`` call under its own seed (derived from the run
-seed, the step and the prompt's position in the *global* batch), so the samples do not depend on how
-prompts are split over processes or micro-batches: a 2-process run and a 1-process run with the same
-global batch see the same completions. Generation stops at EOS or at the string ``</answer>``.
+All B prompts of a micro-batch, G rows each, are generated in one ``generate`` call (the lm_head
+weight is read once per decoding step for all rows). Tokens are drawn by
+:class:`grit_fast.sampling.GroupSampler` from the top-k candidates, each prompt group from its own
+generator seeded by the run seed, the step and the prompt's position in the *global* batch, so a
+prompt's samples do not depend on how prompts are split over processes or micro-batches (up to
+rounding of the batched forward pass). Generation stops at EOS or at the string ``</answer>``.
 
 The completion mask keeps generated tokens up to and including the first EOS or pad (GRIT_SPEC §3);
 token ids are kept (the repetition reward reads them). Prompts for the loss are re-encoded as one
@@ -18,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from grit_fast.models.base import STOP_STRING, ModelAdapter
+from grit_fast.sampling import GroupSampler
 
 logger = logging.getLogger(__name__)
 
@@ -79,30 +82,29 @@ def prompt_seed(seed: int, step: int, index: int) -> int:
 
 
 @torch.no_grad()
-def generate_group(
+def generate_ids(
     model: Any,
     adapter: ModelAdapter,
-    question: str,
-    image: Any,
-    group_size: int,
-    seed: int,
+    inputs: dict[str, torch.Tensor],
     generation: dict[str, Any],
+    sampler: GroupSampler | None = None,
 ) -> torch.Tensor:
-    """(G, T_i) completion ids of one prompt (no padding between prompt and completion)."""
-    device = next(model.parameters()).device
-    inputs = adapter.encode([question] * group_size, [image] * group_size).to(device)
+    """(rows, T) completion ids of the left-padded prompt batch ``inputs``, in one ``generate`` call.
+
+    Every completion starts at the same column. ``sampler`` draws the tokens; without it decoding is
+    greedy.
+    """
     prompt_length = inputs["input_ids"].shape[1]
     stop = StoppingCriteriaList([StopOnString(adapter.tokenizer, prompt_length)])
-    devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        out = model.generate(
-            **inputs,
-            stopping_criteria=stop,
-            pad_token_id=adapter.pad_token_id,
-            eos_token_id=adapter.eos_token_ids,
-            **generation,
-        )
+    processors = LogitsProcessorList([sampler] if sampler is not None else [])
+    out = model.generate(
+        **inputs,
+        stopping_criteria=stop,
+        logits_processor=processors,
+        pad_token_id=adapter.pad_token_id,
+        eos_token_id=adapter.eos_token_ids,
+        **generation,
+    )
     return out[:, prompt_length:]
 
 
@@ -125,35 +127,39 @@ def generate_rollout(
 
     ``do_sample=False`` decodes greedily (evaluation); the sampling settings are then unused.
     """
-    generation: dict[str, Any] = {"max_new_tokens": max_new_tokens, "use_cache": True}
+    if len(questions) != len(images) or len(questions) != len(seeds):
+        raise ValueError(
+            f"generate_rollout got {len(questions)} questions, {len(images)} images and "
+            f"{len(seeds)} seeds; expected one of each per prompt"
+        )
+    device = next(model.parameters()).device
+    prompt_inputs = adapter.encode(
+        [q for q in questions for _ in range(group_size)],
+        [im for im in images for _ in range(group_size)],
+    ).to(device)
+    generation: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "use_cache": True,
+        # Sampling happens in GroupSampler; generate itself picks the token it leaves at score 0.
+        "do_sample": False,
+        "temperature": None,
+        "top_k": None,
+        "top_p": None,
+    }
+    sampler = None
     if do_sample:
-        generation.update(do_sample=True, temperature=temperature, top_k=top_k, top_p=top_p)
-    else:
-        generation.update(do_sample=False, temperature=None, top_k=None, top_p=None)
+        sampler = GroupSampler(seeds, group_size, temperature, top_k, top_p, device=device)
     was_training = model.training
     model.eval()
     try:
-        groups = [
-            generate_group(model, adapter, q, im, group_size, s, generation)
-            for q, im, s in zip(questions, images, seeds, strict=True)
-        ]
+        ids = generate_ids(model, adapter, prompt_inputs, generation, sampler)
     finally:
         model.train(was_training)
     pad = adapter.pad_token_id
-    width = max(g.shape[1] for g in groups)
-    ids = torch.full(
-        (len(groups) * group_size, width), pad, dtype=torch.long, device=groups[0].device
-    )
-    for i, g in enumerate(groups):
-        ids[i * group_size : (i + 1) * group_size, : g.shape[1]] = g
     mask = completion_mask(ids, [*adapter.eos_token_ids, pad])
     texts = adapter.tokenizer.batch_decode(
         ids * mask.long() + pad * (1 - mask.long()), skip_special_tokens=True
     )
-    prompt_inputs = adapter.encode(
-        [q for q in questions for _ in range(group_size)],
-        [im for im in images for _ in range(group_size)],
-    ).to(ids.device)
     if max_prompt_length is not None and prompt_inputs["input_ids"].shape[1] > max_prompt_length:
         # Cutting a multimodal prompt would cut image tokens; keep it and say so.
         logger.warning(

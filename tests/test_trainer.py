@@ -54,8 +54,10 @@ RECORDS = [
 
 
 def diversity(texts, records):
-    """A reward that differs between random completions, so advantages are not all zero."""
-    return [len(set(t)) / 50.0 for t in texts]
+    """A reward that differs between random completions, so advantages are not all zero.
+
+    (A count of distinct characters ties too often between two 10-token random completions.)"""
+    return [sum(map(ord, t)) % 1000 / 1000.0 for t in texts]
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ Image = pytest.importorskip("PIL.Image")
 from grit_fast.models import build_tiny_qwen2_5_vl  # noqa: E402
 from grit_fast.train_loss import model_inputs, token_logprobs  # noqa: E402
 from grit_fast.trainer import GritTrainer  # noqa: E402
+from tests.test_trainer import diversity  # noqa: E402
 
 RECORD = {
     "question": "How many dots?",
@@ -26,10 +27,6 @@ RECORD = {
     "height": 70,
     "dataset": "tallyqa",
 }
-
-
-def diversity(texts, records):
-    return [len(set(t)) / 50.0 for t in texts]
 
 
 def test_lora_step_trains_adapters_against_the_base_model(tmp_path):
