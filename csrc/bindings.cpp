@@ -12,6 +12,7 @@ namespace py = pybind11;
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -74,7 +75,13 @@ class Utf8Batch {
         throw py::type_error(std::string(name) + "[" + std::to_string(i) + "] must be a str, got " +
                              Py_TYPE(str)->tp_name);
       Py_ssize_t size = 0;
-      const char* data = PyUnicode_AsUTF8AndSize(str, &size);
+      const char* data;
+      if (PyUnicode_IS_COMPACT_ASCII(str)) {  // the usual case: the characters are the bytes
+        data = static_cast<const char*>(PyUnicode_DATA(str));
+        size = PyUnicode_GET_LENGTH(str);
+      } else {
+        data = PyUnicode_AsUTF8AndSize(str, &size);
+      }
       if (data == nullptr) {
         PyErr_Clear();
         PyObject* bytes = PyUnicode_AsEncodedString(str, "utf-8", "surrogatepass");
@@ -103,6 +110,55 @@ class Utf8Batch {
  private:
   py::object keep_;                  // tuple of the str objects (stable even if the list changes)
   std::vector<py::object> encoded_;  // surrogatepass encodings, where needed
+};
+
+// Short predictions cut from ASCII texts, as str objects: equal ones share one str, since a
+// batch repeats the same few answers (" yes ", " 3 ") and a new str costs an allocation. Holds a
+// reference to each str it hands out until it is destroyed.
+class ShortStrings {
+ public:
+  static constexpr std::size_t kMaxLength = 16;
+
+  ShortStrings() = default;
+  ShortStrings(const ShortStrings&) = delete;
+  ShortStrings& operator=(const ShortStrings&) = delete;
+  ~ShortStrings() {
+    for (const Slot& slot : slots_) Py_XDECREF(slot.str);
+  }
+
+  // A new reference to text[begin:end] (text: an ASCII str whose bytes start at `data`).
+  PyObject* get(PyObject* text, const char* data, std::size_t begin, std::size_t end) {
+    const std::size_t len = end - begin;
+    if (len > kMaxLength) return PyUnicode_Substring(text, begin, end);
+    std::uint64_t key[2] = {0, 0};
+    std::memcpy(key, data + begin, len);
+    std::uint64_t h = (key[0] * 0x9E3779B97F4A7C15ull) ^ (key[1] * 0xC2B2AE3D27D4EB4Full) ^ len;
+    h ^= h >> 29;
+    for (std::size_t probe = 0; probe < 4; ++probe) {
+      Slot& slot = slots_[(h + probe) & (kSlots - 1)];
+      if (slot.str == nullptr) {
+        PyObject* str = PyUnicode_Substring(text, begin, end);
+        if (str == nullptr) return nullptr;
+        slot = Slot{key[0], key[1], len, str};
+        Py_INCREF(str);
+        return str;
+      }
+      if (slot.len == len && slot.key0 == key[0] && slot.key1 == key[1]) {
+        Py_INCREF(slot.str);
+        return slot.str;
+      }
+    }
+    return PyUnicode_Substring(text, begin, end);
+  }
+
+ private:
+  static constexpr std::size_t kSlots = 256;
+  struct Slot {
+    std::uint64_t key0 = 0, key1 = 0;
+    std::size_t len = 0;
+    PyObject* str = nullptr;
+  };
+  Slot slots_[kSlots];
 };
 
 // text[span] as a str, or None when the span is absent.
@@ -311,6 +367,7 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
   double* js = judge_scores.mutable_data();
   std::int64_t* idx = index.mutable_data();
   py::ssize_t j = 0;
+  ShortStrings short_strings;
   for (std::size_t i = 0; i < n; ++i) {
     const std::int64_t* span = spans.data() + 2 * i;
     if (i + 4 < n && span[8] >= 0 && texts.ascii[i + 4])  // the text is long out of cache
@@ -318,7 +375,10 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
     if (span[0] < 0) continue;
     idx[j] = static_cast<std::int64_t>(i);
     if (rule_judge) js[j] = scores[i];
-    PyObject* piece = PyUnicode_Substring(texts.item(i), span[0], span[1]);
+    const auto begin = static_cast<std::size_t>(span[0]), end = static_cast<std::size_t>(span[1]);
+    PyObject* piece = texts.ascii[i]
+                          ? short_strings.get(texts.item(i), texts.views[i].data(), begin, end)
+                          : PyUnicode_Substring(texts.item(i), span[0], span[1]);
     if (piece == nullptr) throw py::error_already_set();
     PyList_SET_ITEM(predictions.ptr(), j, piece);  // steals the reference
     ++j;

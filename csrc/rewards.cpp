@@ -2,6 +2,7 @@
 // so that results are bit-identical (same libm log/exp, same correctly rounded divisions).
 #include "rewards.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -12,6 +13,10 @@
 #include "scan.hpp"
 #include "trace.hpp"
 #include "unicode.hpp"
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace grit {
 namespace {
@@ -53,76 +58,182 @@ bool is_counting_dataset(std::string_view dataset) { return dataset == "tallyqa"
 
 }  // namespace
 
-double bleu1(std::string_view reference, std::string_view hypothesis) {
-  thread_local std::vector<std::string_view> ref, hyp;
-  bleu_words(reference, ref);
-  bleu_words(hypothesis, hyp);
-  // Clipped unigram matches: sum over words of min(count in hyp, count in ref), found by
-  // spending each reference word's budget. Short references (the usual case) use a flat table.
-  std::int64_t matches = 0;
-  constexpr std::size_t kFlat = 32;
-  if (ref.size() <= kFlat) {
-    std::string_view word[kFlat];
-    std::int64_t budget[kFlat];
-    std::size_t unique = 0;
-    for (const auto w : ref) {
-      std::size_t k = 0;
-      while (k < unique && !same_word(word[k], w)) ++k;
-      if (k == unique) {
-        word[unique] = w;
-        budget[unique++] = 0;
-      }
-      ++budget[k];
+namespace {
+
+// Bit k set where p[k] (k < width <= 64) is ASCII alphanumeric.
+std::uint64_t alnum_bits(const unsigned char* p, std::size_t width) {
+#if defined(__SSE2__)
+  alignas(16) unsigned char tail[64];
+  if (width < 64) {
+    std::memset(tail, 0, sizeof tail);
+    std::memcpy(tail, p, width);
+    p = tail;
+  }
+  const auto in_range = [](__m128i v, char lo, char hi) {
+    return _mm_and_si128(_mm_cmpgt_epi8(v, _mm_set1_epi8(static_cast<char>(lo - 1))),
+                         _mm_cmplt_epi8(v, _mm_set1_epi8(static_cast<char>(hi + 1))));
+  };
+  std::uint64_t out = 0;
+  for (int k = 0; k < 4; ++k) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * k));
+    const __m128i letter = in_range(_mm_or_si128(v, _mm_set1_epi8(0x20)), 'a', 'z');
+    const __m128i alnum = _mm_or_si128(in_range(v, '0', '9'), letter);
+    out |= static_cast<std::uint64_t>(static_cast<unsigned>(_mm_movemask_epi8(alnum))) << (16 * k);
+  }
+  return out;
+#else
+  std::uint64_t out = 0;
+  for (std::size_t k = 0; k < width; ++k)
+    out |= static_cast<std::uint64_t>(unicode::is_ascii_alnum(p[k])) << k;
+  return out;
+#endif
+}
+
+// Calls f(word) for each word of the BLEU normalisation of `text` (see bleu_words), in order,
+// reading 64 bytes at a time without a branch per byte.
+template <class F>
+void for_each_bleu_word(std::string_view text, F&& f) {
+  const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+  const std::size_t n = text.size();
+  std::size_t open = npos;  // where the word still open began
+  for (std::size_t i = 0; i < n; i += 64) {
+    const std::uint64_t alnum = alnum_bits(p + i, n - i < 64 ? n - i : 64);
+    const std::uint64_t before = (alnum << 1) | (open != npos ? 1u : 0u);
+    // Starts and ends alternate; a bit past the text's end is clear, so a word ends there.
+    std::uint64_t starts = alnum & ~before, ends = ~alnum & before;
+    if (open != npos && ends != 0) {
+      f(text.substr(open, i + static_cast<std::size_t>(__builtin_ctzll(ends)) - open));
+      ends &= ends - 1;
+      open = npos;
     }
-    for (const auto w : hyp) {
-      for (std::size_t k = 0; k < unique; ++k) {
-        if (budget[k] > 0 && same_word(word[k], w)) {
+    while (ends != 0) {
+      const auto b = static_cast<std::size_t>(__builtin_ctzll(starts));
+      const auto e = static_cast<std::size_t>(__builtin_ctzll(ends));
+      starts &= starts - 1;
+      ends &= ends - 1;
+      f(text.substr(i + b, e - b));
+    }
+    if (starts != 0) open = i + static_cast<std::size_t>(__builtin_ctzll(starts));
+  }
+  if (open != npos) f(text.substr(open));
+}
+
+// BLEU-1's brevity penalty (c hypothesis words, r reference words) and exp(log(precision)) for
+// `matches` of c words, as NLTK computes them.
+double brevity_penalty(std::int64_t c, std::int64_t r) {
+  return c > r ? 1.0 : std::exp(1.0 - static_cast<double>(r) / static_cast<double>(c));
+}
+double exp_log_precision(std::int64_t matches, std::int64_t c) {
+  const double p1 = static_cast<double>(matches) / static_cast<double>(c > 1 ? c : 1);
+  return std::exp(std::log(p1));
+}
+
+// Both for up to kSmall words, computed once per process (with the same exp and log, so the
+// values are identical): short answers make the same few ratios over and over, and a sample's
+// BLEU would otherwise call exp and log up to three times.
+struct BleuTables {
+  static constexpr std::int64_t kSmall = 40;
+  double penalty[kSmall + 1][kSmall + 1];    // [c][r], c >= 1
+  double precision[kSmall + 1][kSmall + 1];  // [c][matches], 1 <= matches <= c
+  BleuTables() {
+    for (std::int64_t c = 1; c <= kSmall; ++c)
+      for (std::int64_t k = 0; k <= kSmall; ++k) {
+        penalty[c][k] = brevity_penalty(c, k);
+        precision[c][k] = k >= 1 && k <= c ? exp_log_precision(k, c) : 0.0;
+      }
+  }
+};
+
+double bleu_from(std::int64_t matches, std::int64_t c, std::int64_t r) {
+  if (matches == 0) return 0.0;
+  constexpr std::int64_t kSmall = BleuTables::kSmall;
+  if (c <= kSmall && r <= kSmall) {
+    static const BleuTables tables;
+    return tables.penalty[c][r] * tables.precision[c][matches];
+  }
+  return brevity_penalty(c, r) * exp_log_precision(matches, c);
+}
+
+// bleu1 for references of any length: word counts in a hash map.
+double bleu1_long(std::string_view reference, std::string_view hypothesis) {
+  thread_local std::vector<std::string_view> ref;
+  bleu_words(reference, ref);
+  std::unordered_map<std::string, std::int64_t> budget;
+  budget.reserve(ref.size());
+  for (const auto w : ref) ++budget[lowered(w)];
+  std::int64_t matches = 0, c = 0;
+  for_each_bleu_word(hypothesis, [&](std::string_view w) {
+    ++c;
+    const auto it = budget.find(lowered(w));
+    if (it != budget.end() && it->second > 0) {
+      --it->second;
+      ++matches;
+    }
+  });
+  return bleu_from(matches, c, static_cast<std::int64_t>(ref.size()));
+}
+
+}  // namespace
+
+double bleu1(std::string_view reference, std::string_view hypothesis) {
+  // Clipped unigram matches: sum over words of min(count in hyp, count in ref), found by
+  // spending each reference word's budget. Short references (the usual case) use a flat table
+  // on the stack, and the hypothesis is read word by word without storing it.
+  constexpr std::size_t kFlat = 32;
+  std::string_view word[kFlat];
+  std::int64_t budget[kFlat];
+  std::size_t unique = 0;
+  std::int64_t r = 0;
+  for_each_bleu_word(reference, [&](std::string_view w) {
+    if (++r > static_cast<std::int64_t>(kFlat)) return;
+    std::size_t k = 0;
+    while (k < unique && !same_word(word[k], w)) ++k;
+    if (k == unique) {
+      word[unique] = w;
+      budget[unique++] = 0;
+    }
+    ++budget[k];
+  });
+  if (r > static_cast<std::int64_t>(kFlat)) return bleu1_long(reference, hypothesis);
+  std::int64_t matches = 0, c = 0;
+  for_each_bleu_word(hypothesis, [&](std::string_view w) {
+    ++c;
+    for (std::size_t k = 0; k < unique; ++k) {
+      if (same_word(word[k], w)) {
+        if (budget[k] > 0) {
           --budget[k];
           ++matches;
-          break;
         }
-        if (same_word(word[k], w)) break;
+        break;
       }
     }
-  } else {
-    std::unordered_map<std::string, std::int64_t> budget;
-    budget.reserve(ref.size());
-    for (const auto w : ref) ++budget[lowered(w)];
-    for (const auto w : hyp) {
-      const auto it = budget.find(lowered(w));
-      if (it != budget.end() && it->second > 0) {
-        --it->second;
-        ++matches;
-      }
-    }
-  }
-  if (matches == 0) return 0.0;
-  const auto c = static_cast<std::int64_t>(hyp.size());
-  const auto r = static_cast<std::int64_t>(ref.size());
-  const double bp =
-      c > r ? 1.0 : std::exp(1.0 - static_cast<double>(r) / static_cast<double>(c));
-  const double p1 = static_cast<double>(matches) / static_cast<double>(c > 1 ? c : 1);
-  return bp * std::exp(std::log(p1));
+  });
+  return bleu_from(matches, c, r);
 }
 
 std::optional<std::int64_t> python_int(std::string_view s, std::int64_t max_str_digits) {
   // int(str): non-ASCII whitespace and decimal digits first become ASCII, any other character
   // from U+007F up makes it invalid; then optional blanks, a sign, digits with single underscores
   // between them, optional blanks, end.
-  std::string ascii;
-  ascii.reserve(s.size());
-  for (std::size_t i = 0; i < s.size();) {
-    const std::uint32_t cp = unicode::decode(s, i);
-    // CPython keeps code points below 127 as they are (so U+001C is no blank here).
-    if (cp < 127) {
-      ascii.push_back(static_cast<char>(cp));
-    } else if (unicode::is_space(cp)) {
-      ascii.push_back(' ');
-    } else if (unicode::is_decimal(cp)) {
-      ascii.push_back(static_cast<char>('0' + unicode::decimal_value(cp)));
-    } else {
-      return std::nullopt;
+  std::string converted;
+  std::string_view ascii = s;  // below 127 throughout (the usual case): used as it is
+  const auto below_127 = [](char c) { return static_cast<unsigned char>(c) < 127; };
+  if (!std::all_of(s.begin(), s.end(), below_127)) {
+    converted.reserve(s.size());
+    for (std::size_t i = 0; i < s.size();) {
+      const std::uint32_t cp = unicode::decode(s, i);
+      // CPython keeps code points below 127 as they are (so U+001C is no blank here).
+      if (cp < 127) {
+        converted.push_back(static_cast<char>(cp));
+      } else if (unicode::is_space(cp)) {
+        converted.push_back(' ');
+      } else if (unicode::is_decimal(cp)) {
+        converted.push_back(static_cast<char>('0' + unicode::decimal_value(cp)));
+      } else {
+        return std::nullopt;
+      }
     }
+    ascii = converted;
   }
   std::size_t i = 0;
   const std::size_t n = ascii.size();
@@ -156,6 +267,13 @@ std::optional<std::int64_t> python_int(std::string_view s, std::int64_t max_str_
 
 namespace {
 
+// s.find(kTags[k], from), mostly answered by the tag scan's first and last occurrence.
+std::size_t find_tag(std::string_view s, const TagScan& tags, std::size_t k, std::size_t from) {
+  if (tags.last[k] == npos || tags.last[k] < from) return npos;
+  if (tags.first[k] >= from) return tags.first[k];
+  return s.find(kTags[k], from);
+}
+
 // think_format from the tag scan: kTags[0..3] are <think>, </think>, <rethink>, </rethink>.
 double think_format_from(std::string_view s, const TagScan& tags) {
   double reward = 0.0;
@@ -169,7 +287,7 @@ double think_format_from(std::string_view s, const TagScan& tags) {
   }
   if (reward == 4.0) {
     const std::size_t b = tags.last[0] + 7;
-    std::size_t e = s.find("</think>", b);
+    std::size_t e = find_tag(s, tags, 1, b);
     if (e == npos) e = s.size();
     std::string_view inside = s.substr(b, e - b);
     // strip() Unicode whitespace at both ends.
@@ -212,7 +330,7 @@ JudgeRequest judge_from(std::string_view s, const TagScan& tags, std::string_vie
   if (tags.first[4] == npos || dataset.find("ovd") != npos) return req;
   req.needed = true;
   req.begin = tags.first[4] + 8;
-  req.end = s.find("</answer>", req.begin);
+  req.end = find_tag(s, tags, 5, req.begin);
   if (req.end == npos) req.end = s.size();
   return req;
 }

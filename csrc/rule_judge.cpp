@@ -95,13 +95,45 @@ char predicted_choice(std::string_view s) {
   return (got != 0 || start == i) ? got : letter_at(i);
 }
 
-constexpr std::string_view kNumberWords[] = {
-    "zero",    "one",     "two",       "three",    "four",     "five",    "six",
-    "seven",   "eight",   "nine",      "ten",      "eleven",   "twelve",  "thirteen",
-    "fourteen", "fifteen", "sixteen",  "seventeen", "eighteen", "nineteen", "twenty"};
 constexpr std::string_view kNumbers[] = {"0",  "1",  "2",  "3",  "4",  "5",  "6",
                                          "7",  "8",  "9",  "10", "11", "12", "13",
                                          "14", "15", "16", "17", "18", "19", "20"};
+
+// Up to the first 8 bytes of a word, lower-cased (ASCII letters only), packed first byte lowest.
+constexpr std::uint64_t pack_lower(std::string_view w) {
+  std::uint64_t h = 0;
+  for (std::size_t k = 0; k < w.size() && k < 8; ++k)
+    h |= static_cast<std::uint64_t>(static_cast<unsigned char>(w[k]) | 0x20) << (8 * k);
+  return h;
+}
+
+// The words _tokens() replaces or drops: number words (value 0-20) and articles (value -1),
+// grouped by length (kByLength[n] .. kByLength[n + 1] have n letters).
+struct KnownWord {
+  std::string_view word;
+  int value;
+  std::uint64_t head;
+};
+constexpr KnownWord known(std::string_view w, int value) { return {w, value, pack_lower(w)}; }
+constexpr KnownWord kKnownWords[] = {
+    known("a", -1),         known("an", -1),       known("the", -1),      known("one", 1),
+    known("two", 2),        known("six", 6),       known("ten", 10),      known("zero", 0),
+    known("four", 4),       known("five", 5),      known("nine", 9),      known("three", 3),
+    known("seven", 7),      known("eight", 8),     known("eleven", 11),   known("twelve", 12),
+    known("twenty", 20),    known("fifteen", 15),  known("sixteen", 16),  known("thirteen", 13),
+    known("fourteen", 14),  known("eighteen", 18), known("nineteen", 19), known("seventeen", 17)};
+constexpr std::size_t kByLength[11] = {0, 0, 1, 2, 7, 11, 14, 17, 19, 23, 24};
+
+// The KnownWord that the letters `w` spell ignoring case, or nullptr.
+const KnownWord* known_word(std::string_view w) {
+  if (w.size() > 9) return nullptr;
+  const std::uint64_t head = pack_lower(w);
+  for (std::size_t k = kByLength[w.size()]; k < kByLength[w.size() + 1]; ++k)
+    if (kKnownWords[k].head == head &&
+        (w.size() < 9 || (static_cast<unsigned char>(w[8]) | 0x20) == kKnownWords[k].word[8]))
+      return &kKnownWords[k];
+  return nullptr;
+}
 
 // A token of _tokens(): the text to compare (lower-cased letters, or digits) and whether the
 // text at `raw` has upper-case letters to fold when comparing.
@@ -146,16 +178,12 @@ void tokens(std::string_view s, std::vector<Token>& out) {
         ++j;
       }
       Token t{s.substr(i, j - i), upper};
-      if (t.text.size() <= 9) {
-        if (token_is(t, "a") || token_is(t, "an") || token_is(t, "the")) {
+      if (const KnownWord* w = known_word(t.text)) {
+        if (w->value < 0) {
           i = j;
           continue;
         }
-        for (std::size_t k = 0; k < std::size(kNumberWords); ++k)
-          if (token_is(t, kNumberWords[k])) {
-            t = Token{kNumbers[k]};
-            break;
-          }
+        t = Token{kNumbers[w->value]};
       }
       out.push_back(t);
       i = j;
@@ -169,9 +197,15 @@ bool is_number(const Token& t) { return !t.text.empty() && ascii_digit(t.text[0]
 
 // Python's float(token) for digits with an optional fraction.
 double number(const Token& t) {
-  double value = 0;
   const char* first = t.text.data();
   const char* last = first + t.text.size();
+  if (t.text.size() <= 15) {  // an integer below 10**15 is exact in a double
+    std::int64_t v = 0;
+    const char* p = first;
+    for (; p < last && *p != '.'; ++p) v = v * 10 + (*p - '0');
+    if (p == last) return static_cast<double>(v);
+  }
+  double value = 0;
   const auto [ptr, ec] = std::from_chars(first, last, value, std::chars_format::fixed);
   if (ec == std::errc::result_out_of_range) {
     // Too large (Python gives inf) or too small (Python gives 0.0): only an integer part of

@@ -115,6 +115,52 @@ def test_repeats_spanning_many_blocks_and_runs_of_every_length():
     assert_same(texts)
 
 
+def test_repeats_in_long_texts_and_near_miss_checkpoints():
+    # Texts past the on-stack word buffers (3 KiB); words that share their first byte but differ
+    # (checkpoints the first-byte screen lets through); a loop whose whitespace varies (its words
+    # repeat though its bytes do not); loops entering and leaving at every offset.
+    rng = np.random.default_rng(2)
+    vocab = ["ab", "ac", "ad", "abc", "a", "b", "abcdefghij", "abcdefghik"]
+    texts = []
+    for length in (100, 700, 1200):
+        words = [vocab[int(k)] for k in rng.integers(0, len(vocab), size=length)]
+        texts.append(" ".join(words))
+        texts.append("\n".join(words[: length // 2] + words[:17] * 9 + words[length // 2 :]))
+    phrase = ["p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7"]
+    for lead in range(0, 17):
+        seps = [" ", "  ", "\t", " \n"]
+        loop = "".join(w + seps[k % len(seps)] for k, w in enumerate(phrase * 5))
+        texts.append("x " * lead + loop + "y " * (16 - lead))
+        texts.append("x " * lead + " ".join(phrase * 3 + phrase[: lead % 8]) + " z" * lead)
+    assert_same(texts)
+
+
+def test_bleu_of_long_answers_and_hypotheses():
+    # BLEU reads words 64 bytes at a time and keeps small references in a table: words across
+    # 64-byte edges, references past 32 and 40 words, hypotheses past 40 words, mixed case.
+    words = ["Red", "cup", "a1", "B2", "x" * 63, "y" * 64, "z" * 65, "9"]
+    answers, texts = [], []
+    for n_ref in (1, 3, 32, 33, 41, 60):
+        for n_hyp in (1, 5, 39, 40, 41, 80):
+            ref = [words[(k * 3) % len(words)] for k in range(n_ref)]
+            hyp = [words[(k * 5 + n_ref) % len(words)].lower() for k in range(n_hyp)]
+            answers.append(" ".join(ref))
+            texts.append("<answer>" + "-".join(hyp) + "</answer>")
+    assert_same(texts, answers=answers, datasets=["gqa"] * len(texts))
+
+
+def test_many_distinct_and_repeated_short_predictions():
+    # Equal short predictions of ASCII texts share one str: more distinct ones than its table
+    # holds, every length around its 16-character limit, NULs, and answers at the text's end.
+    texts = []
+    for k in range(700):
+        answer = str(k % 300) + "\x00" * (k % 3) + "x" * (k % 19)
+        texts.append(f"<answer>{answer}</answer> tail" if k % 2 else f"<answer>{answer}")
+    want, got = both(lambda: RewardScorer().score(texts, ["1"] * len(texts), ["gqa"] * len(texts)))
+    assert got.predictions == want.predictions
+    np.testing.assert_array_equal(got.total, want.total)
+
+
 def test_boxes_around_the_first_rethink_and_block_edges():
     texts = []
     for shift in range(56, 72):

@@ -98,6 +98,36 @@ def test_compiled_rule_judge_matches_reference_on_edges(answer, prediction):
     assert_twins_agree([answer], [prediction])
 
 
+NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+NUMBER_WORDS += ["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen"]
+NUMBER_WORDS += ["seventeen", "eighteen", "nineteen", "twenty", "a", "an", "the"]
+
+
+def test_number_words_and_articles_in_every_case_and_near_misses():
+    # The core looks these words up by length and their first 8 letters, packed: every case
+    # mix, one letter more or less, and a different 9th letter must read as the reference does.
+    words = []
+    for w in NUMBER_WORDS:
+        words += [w, w.upper(), w.title(), w[:-1], w + "n", w[:-1] + "x", "x" + w[1:]]
+    answers, predictions = [], []
+    for w in words:
+        for gt in ("3", "yes", "cup", "seventeen", "the cup"):
+            answers.append(gt)
+            predictions.append(f"{w} 3 cup")
+        answers.append(w)
+        predictions.append(w.swapcase())
+    assert_twins_agree(answers, predictions)
+
+
+def test_integers_near_the_exact_double_limit():
+    values = ["0", "007", "999999999999999", "1000000000000000", "9007199254740993", "1" * 16]
+    answers = [a for a in values for _ in values]
+    predictions = [f"about {p}" for _ in values for p in values]
+    predictions += [f"{p}.0" for p in values]
+    answers += values
+    assert_twins_agree(answers, predictions)
+
+
 PIECES = [
     "A", "B", "E", "F", "a", "b", "e", "(", ")", ".", ":", ",", "-", " ", "  ", "\t", "\n", "\x0b",
     "\x1c", "\u00a0", "\u2003", "\u3000", "\x00", "\ud800", "猫", "é", "option", "answer", "Answer",
