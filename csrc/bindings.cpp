@@ -311,14 +311,19 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
       in.has_pad = has_pad;
       in.pad_token_id = pad;
       in.int_max_str_digits = int_max_str_digits;
+      // Samples lie apart in memory: load the next one's strings while this one runs, and the
+      // text and ids of the one after into L2 (padded id rows lie pages apart, and one sample's
+      // work is too short to hide their load).
       if (i + 1 < n) {
-        // Samples lie apart in memory: start loading the next one's while this one runs.
         grit::prefetch_text(texts.views[i + 1]);
         grit::prefetch_text(gts.views[i + 1]);
         grit::prefetch_text(names.views[i + 1]);
+      }
+      if (i + 2 < n) {
+        grit::prefetch_text(texts.views[i + 2], grit::Cache::kL2);
         if (has_ids)
-          grit::prefetch_ids(ids + o[i + 1], static_cast<std::size_t>(o[i + 2] - o[i + 1]),
-                             texts.views[i + 1].size());
+          grit::prefetch_ids(ids + o[i + 2], static_cast<std::size_t>(o[i + 3] - o[i + 2]),
+                             texts.views[i + 2].size(), grit::Cache::kL2);
       }
       grit::JudgeRequest request;
       if (official) {
