@@ -156,6 +156,11 @@ def test_many_distinct_and_repeated_short_predictions():
     for k in range(700):
         answer = str(k % 300) + "\x00" * (k % 3) + "x" * (k % 19)
         texts.append(f"<answer>{answer}</answer> tail" if k % 2 else f"<answer>{answer}")
+    # Many that share their first 8 characters and differ only after them or in length.
+    for k in range(600):
+        texts.append(
+            "<answer>abcdefgh" + "\x00" * (k % 4) + chr(65 + k % 26) * (k % 9) + "</answer>"
+        )
     want, got = both(lambda: RewardScorer().score(texts, ["1"] * len(texts), ["gqa"] * len(texts)))
     assert got.predictions == want.predictions
     np.testing.assert_array_equal(got.total, want.total)
