@@ -111,6 +111,21 @@ def test_bad_settings_name_the_key(capsys):
     assert main(["demo", "--set", "nope=1"]) == 2
 
 
+def test_merger_init_scales_only_the_image_token_output_layer():
+    size = DemoSize(hidden_size=32, num_layers=1, image_size=56)
+    plain, _ = build_model(size.with_overrides({"merger_init": 1.0}), seed=0)
+    small, _ = build_model(size, seed=0)
+    assert size.merger_init == 0.02
+    scaled = 0
+    for (name, a), (_, b) in zip(plain.named_parameters(), small.named_parameters(), strict=True):
+        if name.startswith("model.visual.merger.mlp.2."):
+            torch.testing.assert_close(b, a * 0.02)
+            scaled += 1
+        else:
+            assert torch.equal(a, b), name
+    assert scaled == 2  # weight and bias
+
+
 def test_sft_loss_is_cross_entropy_of_completion_tokens_only():
     from grit_fast.models import adapter_for
     from grit_fast.warmstart import completion_batch, sft_loss
