@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from grit_fast import _dispatch
 from grit_fast.rewards.score import RewardScorer
+from tests.test_fuzz_rewards import both
 
 pytestmark = pytest.mark.skipif(
     _dispatch.compiled_module() is None, reason="grit_fast._C is not built: no fast path to test"
@@ -35,14 +36,6 @@ ASCII_SPACES = [" ", "\t", "\n", "\x0b", "\x0c", "\r", "\x1c", "\x1d", "\x1e", "
 # (C2, E1, E2, E3), and others: the block scan must not take them for whitespace.
 NON_SPACES = ["\xa9", "\u1681", "\u2010", "\u3001", "é", "中", "😀", "\x00", "\ud800", "٣", "_"]
 WORDS = ["a", "abcdefg", "abcdefgh", "abcdefghi", "abcdefghX", "abcdefgh9", "12,", "3", "x_y"]
-
-
-def both(fn):
-    with _dispatch.backend("reference"):
-        want = fn()
-    with _dispatch.backend("fast"):
-        got = fn()
-    return want, got
 
 
 def assert_same(texts, ids=None, pad=151643, preset="official", answers=None, datasets=None):
