@@ -21,6 +21,15 @@ import torch
 from transformers import LogitsProcessor
 
 
+def _check_settings(temperature: float, top_k: int, top_p: float) -> None:
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0 (0 = every token), got {top_k}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+
+
 def candidate_probs(
     scores: torch.Tensor, temperature: float, top_k: int, top_p: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,12 +39,7 @@ def candidate_probs(
     with ``top_p < 1`` the least likely candidates whose total probability stays within ``1 - top_p``
     get probability 0 (the most likely one always stays), as in Hugging Face's top-p warper.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if top_k < 0:
-        raise ValueError(f"top_k must be >= 0 (0 = every token), got {top_k}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    _check_settings(temperature, top_k, top_p)
     k = scores.shape[-1] if top_k == 0 else min(top_k, scores.shape[-1])
     values, ids = torch.topk(scores.float(), k, dim=-1)  # sorted, most likely first
     probs = torch.softmax(values / temperature, dim=-1)
@@ -67,7 +71,7 @@ class GroupSampler(LogitsProcessor):
     ):
         if group_size < 1:
             raise ValueError(f"group_size must be >= 1, got {group_size}")
-        candidate_probs(torch.zeros(1, 1), temperature, top_k, top_p)  # validates the settings
+        _check_settings(temperature, top_k, top_p)
         self.group_size = group_size
         self.temperature = temperature
         self.top_k = top_k
