@@ -8,8 +8,9 @@ prompt's samples do not depend on how prompts are split over processes or micro-
 rounding of the batched forward pass). Generation stops at EOS or at the string ``</answer>``.
 
 The completion mask keeps generated tokens up to and including the first EOS or pad (GRIT_SPEC §3);
-token ids are kept (the repetition reward reads them). Prompts for the loss are re-encoded as one
-left-padded batch, each prompt repeated G times in a row, so group g is rows [gG, (g+1)G).
+token ids are kept (the repetition reward reads them). The prompts are encoded once, as one
+left-padded batch with each prompt repeated G times in a row (group g is rows [gG, (g+1)G)); that
+batch feeds ``generate`` and is returned for the loss.
 """
 
 from __future__ import annotations
