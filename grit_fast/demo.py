@@ -54,9 +54,8 @@ class DemoSize:
     hidden_size: int = 64
     num_layers: int = 4
     tie_embeddings: int = 0
-    merger_init: float = (
-        0.02  # x the vision merger's output layer at initialisation (see build_model)
-    )
+    # x the vision merger's output layer at initialisation (see build_model)
+    merger_init: float = 0.02
     # warm start (supervised)
     warm_steps: int = 200
     warm_batch: int = 4
