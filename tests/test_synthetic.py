@@ -152,6 +152,20 @@ def test_deterministic_for_a_seed(tmp_path):
     assert a["train"].read_text().splitlines()[:3] == d["train"].read_text().splitlines()
 
 
+def test_concurrent_writers_of_one_folder(tmp_path):
+    """Two runs into the same folder at once both finish, and leave exactly one run's files."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(_):
+        return make_dataset(tmp_path / "shared", n_train=24, n_eval=8, seed=5, progress=False)
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(run, range(2)))
+    alone = make_dataset(tmp_path / "alone", n_train=24, n_eval=8, seed=5, progress=False)
+    assert _digest(results[0]) == _digest(alone)
+    assert not [p.name for p in (tmp_path / "shared").rglob("*.tmp")]
+
+
 def test_splits_share_no_image(data):
     _, train, held_out = data
     assert not {r.image for r in train} & {r.image for r in held_out}

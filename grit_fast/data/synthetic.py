@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -352,7 +353,7 @@ def make_dataset(
     seen: set[bytes] = set()
     bar = tqdm(total=n_train + n_eval, desc="make-data", unit="img", disable=not progress)
     for split, n in (("train", n_train), ("eval", n_eval)):
-        tmp = paths[split].with_suffix(".jsonl.tmp")
+        tmp = _private_tmp(paths[split])
         with tmp.open("w", encoding="utf-8") as handle:
             for i in range(n):
                 task = spec.tasks[i % len(spec.tasks)]
@@ -364,10 +365,21 @@ def make_dataset(
                         break
                 seen.add(key)
                 name = f"{split}_{i:06d}.png"
-                image.save(images / name, optimize=False)
+                png = _private_tmp(images / name)
+                image.save(png, format="PNG", optimize=False)
+                png.replace(images / name)
                 record["image"] = f"images/{name}"
                 handle.write(json.dumps(record) + "\n")
                 bar.update()
         tmp.replace(paths[split])
     bar.close()
     return paths
+
+
+def _private_tmp(path: Path) -> Path:
+    """A name beside ``path`` that no other writer uses (the file is then renamed onto ``path``).
+
+    Two runs writing the same folder at once (same seed, so the same content) each rename their own
+    complete file into place instead of one renaming the other's half-written one.
+    """
+    return path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
