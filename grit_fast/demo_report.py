@@ -66,6 +66,7 @@ def other_image_iou(records: Sequence[Mapping[str, Any]]) -> np.ndarray:
     The boxes are those ``grounding_iou`` scores (answer boxes for ``ovd`` sets), scaled from their
     image's width and height to the other image's. Fewer than two grounded samples: all NaN.
     """
+    from grit_fast.eval.predictions import grounded_boxes_key
     from grit_fast.rewards.geometry import grounding_iou_batch
 
     out = np.full(len(records), math.nan)
@@ -75,7 +76,7 @@ def other_image_iou(records: Sequence[Mapping[str, Any]]) -> np.ndarray:
     preds, gts = [], []
     for k, i in enumerate(grounded):
         mine, other = records[i], records[grounded[(k + 1) % len(grounded)]]
-        key = "answer_boxes" if "ovd" in str(mine.get("dataset", "")).lower() else "boxes"
+        key = grounded_boxes_key(str(mine.get("dataset", "")))
         boxes = np.asarray(mine.get(key) or [], dtype=np.float64).reshape(-1, 4)
         sx = float(other["width"]) / float(mine["width"])
         sy = float(other["height"]) / float(mine["height"])

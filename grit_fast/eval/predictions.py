@@ -39,6 +39,7 @@ import numpy as np
 
 __all__ = [
     "PredictionError",
+    "grounded_boxes_key",
     "read_jsonl",
     "score_records",
     "write_jsonl",
@@ -50,6 +51,11 @@ _ORDER = ("<think>", "</think>", "<rethink>", "</rethink>", "<answer>")
 
 class PredictionError(ValueError):
     """A bad prediction record: names the source, the record and the field."""
+
+
+def grounded_boxes_key(dataset: str) -> str:
+    """The record field grounding IoU scores: ``answer_boxes`` for ``ovd`` sets, else ``boxes``."""
+    return "answer_boxes" if "ovd" in dataset else "boxes"
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -182,7 +188,7 @@ def score_records(
         boxes = _pixels(record, trace.boxes, conv, model_size, where)
         answer_boxes = _pixels(record, trace.answer_boxes, conv, model_size, where)
         gt = _boxes(record.get("bboxs"), where, "bboxs")
-        ovd = "ovd" in datasets[i]
+        ovd = grounded_boxes_key(datasets[i]) == "answer_boxes"
         preds.append(answer_boxes if ovd else boxes)
         gts.append(gt)
         present = [t for t in trace.tag_order if t in _ORDER]
