@@ -90,7 +90,7 @@ def completion_nll(
     """
     weight, bias = layer.weight, layer.bias
     if negatives == 0:
-        logits = torch.nn.functional.linear(hidden, weight, bias).float()
+        logits = _at_least_fp32(torch.nn.functional.linear(hidden, weight, bias))
         per_token = torch.nn.functional.cross_entropy(
             logits.flatten(0, 1), ids.flatten(), reduction="none"
         ).view_as(mask)
@@ -107,13 +107,18 @@ def completion_nll(
         log_scale = math.log(len(others) / negatives)
         others = others[drawn.to(others.device)]
     rows = torch.cat([distinct, others])
-    logits = torch.nn.functional.linear(
-        states, weight[rows], None if bias is None else bias[rows]
-    ).float()
+    logits = _at_least_fp32(
+        torch.nn.functional.linear(states, weight[rows], None if bias is None else bias[rows])
+    )
     scale = torch.zeros(len(rows), dtype=logits.dtype, device=logits.device)
     scale[len(distinct) :] = log_scale
     log_z = torch.logsumexp(logits + scale, dim=1)
     return (log_z - logits.gather(1, slot[:, None]).squeeze(1)).mean()
+
+
+def _at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 logits up to fp32 for the softmax; fp32 and fp64 as they are."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def sft_loss(

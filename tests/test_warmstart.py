@@ -1,6 +1,7 @@
 """The warm start's completion loss: full softmax and the sampled softmax that stands in for it."""
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -47,6 +48,18 @@ def test_full_vocabulary_matches_the_reference(bias, negatives):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_sampled_gradients_match_finite_differences():
+    """The drawn path (K < V - m, scaled logits) differentiates right, for states, weight and bias."""
+    layer, states, ids, mask = _case(vocab=30)
+    inputs = [t.detach().double().requires_grad_(True) for t in (states, layer.weight, layer.bias)]
+
+    def loss(h, weight, bias):  # completion_nll reads only the layer's weight and bias
+        head = SimpleNamespace(weight=weight, bias=bias)
+        return completion_nll(h, head, ids, mask, 7, torch.Generator().manual_seed(5))
+
+    assert torch.autograd.gradcheck(loss, inputs)
+
+
 def test_padding_positions_carry_nothing():
     layer, states, ids, mask = _case()
     other = ids.clone()
@@ -72,7 +85,6 @@ def test_sampled_partition_estimate_is_unbiased():
     mask = torch.ones(2, 5)
     with torch.no_grad():
         full = math.exp(float(_reference(layer, states, ids, mask)))
-    with torch.no_grad():
         draws = [math.exp(completion_nll(states, layer, ids, mask, 6, gen)) for _ in range(5000)]
     mean = sum(draws) / len(draws)
     error = (sum((d - mean) ** 2 for d in draws) / (len(draws) - 1) / len(draws)) ** 0.5
