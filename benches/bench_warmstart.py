@@ -50,6 +50,6 @@ def test_completion_loss(benchmark, provider):
     benchmark.extra_info.update(
         shape=list(SHAPE),
         vocab=V,
-        rows=V if not negatives else int(ids.unique().numel()) + negatives,
+        rows=V if not negatives else int(ids[mask.bool()].unique().numel()) + negatives,
     )
     benchmark(step)
