@@ -17,6 +17,10 @@ replacement, seeded). The differences (GRPO-GR minus warm start) are *paired*: e
 the same samples for both models, so the interval of a difference is narrower than either model's.
 ``beats`` is true when the difference's lower bound is above 0; ``intervals_disjoint`` when the
 GRPO-GR interval lies wholly above the warm-start interval (the stricter reading).
+
+When the report carries ``image_reliance`` (:mod:`grit_fast.image_reliance`, both models), the
+summary adds its gaps: how many nats per token the held-out traces' boxes, answers and other text
+are worth from the sample's own image. Zero means those tokens ignore the image.
 """
 
 from __future__ import annotations
@@ -161,6 +165,17 @@ def summary_table(report: Mapping[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     seconds = report.get("seconds", {})
+    reliance = report.get("image_reliance")
+    if reliance and "warmstart" in reliance and "grpo" in reliance:
+        gaps = ", ".join(
+            f"{label} {reliance['warmstart'][label]['gap']:+.3f} -> {reliance['grpo'][label]['gap']:+.3f}"
+            for label in reliance["grpo"]
+            if label in reliance["warmstart"]
+        )
+        lines.append(
+            f"image reliance, warm start -> GRPO-GR (nats/token a correct trace costs more after "
+            f"another image, n={reliance['n']}): {gaps}"
+        )
     lines.append(
         f"{stats['interval']} intervals over {stats['n']} held-out samples "
         f"({stats['resamples']} paired resamples); * = the difference's interval is above 0."

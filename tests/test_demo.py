@@ -50,6 +50,13 @@ def test_metrics_json_has_both_models_with_intervals(demo_dir):
     assert report["warm_start_loss"]["steps"] == SMALL.warm_steps
     assert all(_finite(v) and v >= 0 for v in report["seconds"].values())
     assert report["size"]["n_train"] == SMALL.n_train
+    reliance = report["image_reliance"]
+    assert reliance["n"] == min(SMALL.reliance, SMALL.n_eval)
+    for model in ("warmstart", "grpo"):
+        assert set(reliance[model]) <= {"box", "answer", "text"} and "text" in reliance[model]
+        for row in reliance[model].values():
+            assert row["tokens"] > 0 and _finite(row["own"]) and row["own"] > 0
+            assert row["gap"] == pytest.approx(row["other"] - row["own"])
 
 
 def test_training_curve_lines_parse(demo_dir):
@@ -88,6 +95,7 @@ def test_predictions_of_both_models_and_summary(demo_dir):
     summary = (demo_dir / "summary.txt").read_text()
     for label, _, _ in METRICS.values():
         assert label in summary
+    assert "image reliance, warm start -> GRPO-GR" in summary and "text " in summary
     assert (demo_dir / "data" / "train.jsonl").is_file()
     assert list(demo_dir.glob("checkpoint-*"))
 
@@ -117,19 +125,20 @@ def test_bad_settings_name_the_key(capsys):
 
 def test_rope_theta_reaches_the_text_decoder():
     size = DemoSize(hidden_size=32, num_layers=1, image_size=56)
-    default, _ = build_model(size, seed=0)
-    ten, _ = build_model(size.with_overrides({"rope_theta": "10"}), seed=0)
+    assert size.rope_theta == 10.0
+    qwen, _ = build_model(size.with_overrides({"rope_theta": "1e6"}), seed=0)
+    ten, _ = build_model(size, seed=0)
     head = 32 // 4
-    for model, theta in ((default, 1e6), (ten, 10.0)):
+    for model, theta in ((qwen, 1e6), (ten, 10.0)):
         expected = 1.0 / theta ** (torch.arange(0, head, 2, dtype=torch.float32) / head)
         torch.testing.assert_close(model.model.language_model.rotary_emb.inv_freq, expected)
 
 
 def test_merger_init_scales_only_the_image_token_output_layer():
     size = DemoSize(hidden_size=32, num_layers=1, image_size=56)
-    plain, _ = build_model(size.with_overrides({"merger_init": 1.0}), seed=0)
-    small, _ = build_model(size, seed=0)
-    assert size.merger_init == 0.02
+    assert size.merger_init == 1.0  # the default init
+    plain, _ = build_model(size, seed=0)
+    small, _ = build_model(size.with_overrides({"merger_init": 0.02}), seed=0)
     scaled = 0
     for (name, a), (_, b) in zip(plain.named_parameters(), small.named_parameters(), strict=True):
         if name.startswith("model.visual.merger.mlp.2."):
