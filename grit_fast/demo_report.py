@@ -9,6 +9,9 @@ Per held-out sample (from the scored ``predictions.jsonl`` of :func:`grit_fast.e
                         IoU that boxes earn without looking at the image. ``grounding_iou`` above it
                         means the boxes follow the image; equal to it means they follow the
                         question and the usual sizes only;
+* ``own_minus_other_iou`` - ``grounding_iou - other_image_iou`` per sample: what the boxes gain
+                        from the sample's own image. Its interval above 0 is the evidence of
+                        grounding that the two rows above cannot give on their own;
 * ``format``          - all five tags in order and at least one box before ``<rethink>``, in %;
 * ``mean_reward``     - the ``official`` preset's total.
 
@@ -41,6 +44,7 @@ METRICS: dict[str, tuple[str, float, int]] = {
     "answer_accuracy": ("answer accuracy (%)", 100.0, 1),
     "grounding_iou": ("grounding IoU", 1.0, 3),
     "other_image_iou": ("IoU vs other image's gt", 1.0, 3),
+    "own_minus_other_iou": ("IoU own - other image", 1.0, 3),
     "format": ("format compliance (%)", 100.0, 1),
     "mean_reward": ("mean reward (official)", 1.0, 3),
 }
@@ -50,9 +54,11 @@ def per_sample(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """(n,) arrays per metric; NaN where a sample does not count (IoU without gt boxes)."""
     iou = [r.get("grounding_iou") for r in records]
     fmt = [r.get("format") or {} for r in records]
+    grounded = np.array([math.nan if v is None else float(v) for v in iou])
+    other = other_image_iou(records)
     return {
         "answer_accuracy": np.array([float(r.get("judge_score") or 0.0) for r in records]),
-        "grounding_iou": np.array([math.nan if v is None else float(v) for v in iou]),
+        "grounding_iou": grounded,
         "format": np.array(
             [
                 float(all(f.get(k) for k in ("think", "rethink", "answer", "ordered", "box")))
@@ -60,7 +66,8 @@ def per_sample(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
             ]
         ),
         "mean_reward": np.array([float(r["reward_total"]) for r in records]),
-        "other_image_iou": other_image_iou(records),
+        "other_image_iou": other,
+        "own_minus_other_iou": grounded - other,  # NaN where either is
     }
 
 

@@ -226,6 +226,11 @@ def test_other_image_iou_scores_boxes_against_the_next_grounded_image():
     ovd[0].update(dataset="ovdeval", answer_boxes=[[0, 0, 5, 5]])
     np.testing.assert_allclose(other_image_iou(ovd), [1.0, 0.0])  # ovd scores answer boxes
     assert np.isnan(other_image_iou(records[:2])).all()  # one grounded sample: nothing to pair
+    from grit_fast.demo_report import per_sample
+
+    # own 1.0 each; what the own image adds is 1 - the other-image IoU, NaN without gt boxes
+    scored = [dict(r, reward_total=0.0) for r in records]
+    np.testing.assert_allclose(per_sample(scored)["own_minus_other_iou"], [1.0, np.nan, 0.5, 0.75])
 
 
 def test_bootstrap_report_paired_intervals():
