@@ -102,6 +102,11 @@ class DemoSize:
             if out[key] < 0:
                 raise ValueError(f"demo setting {key} must be >= 0, got {value!r}")
         size = dataclasses.replace(self, **out)
+        if min(size.reliance, size.n_eval) < 2:
+            raise ValueError(
+                "the image-reliance check pairs held-out samples: demo settings reliance and n_eval "
+                f"must both be >= 2, got reliance={size.reliance}, n_eval={size.n_eval}"
+            )
         if size.image_size % 28:
             raise ValueError(
                 f"demo setting image_size must be a multiple of 28 (Qwen2.5-VL's patch 14 x merge 2), "

@@ -121,6 +121,10 @@ def test_bad_settings_name_the_key(capsys):
     assert DemoSize().with_overrides({"warm_negatives": "0"}).warm_negatives == 0
     with pytest.raises(ValueError, match="warm_negatives must be >= 0"):
         DemoSize().with_overrides({"warm_negatives": -1})
+    with pytest.raises(ValueError, match="reliance=1, n_eval=400"):
+        DemoSize().with_overrides({"reliance": 1})
+    with pytest.raises(ValueError, match="reliance=128, n_eval=1"):
+        DemoSize().with_overrides({"n_eval": 1})
 
 
 def test_rope_theta_reaches_the_text_decoder():
