@@ -57,7 +57,6 @@ def image_reliance(
     ``offset`` so that the pair asks the same kind of question (the demo's data alternate tasks, so
     2). Classes with no tokens are left out.
     """
-
     from grit_fast.train_loss import LossSettings, fused_module, model_inputs, token_logprobs
     from grit_fast.warmstart import completion_batch
 
@@ -90,16 +89,17 @@ def image_reliance(
                 token_classes(adapter.tokenizer, ids[k, : int(mask[k].sum())].tolist())
                 for k in range(len(rows))
             ]
+            for label in (label for labels in classes for label in labels):
+                sums[label]["tokens"] += 1
             for which, shift in (("own", 0), ("other", offset)):
                 prompts = adapter.encode(
                     [records[i].question for i in rows], [images[(i + shift) % n] for i in rows]
                 )
-                logp = token_logprobs(model, model_inputs(dict(prompts), ids, mask), ids, settings)
-                for k, labels in enumerate(classes):
-                    for t, label in enumerate(labels):
-                        sums[label][which] -= float(logp[k, t])
-                        if which == "own":
-                            sums[label]["tokens"] += 1
+                inputs = model_inputs(dict(prompts), ids, mask)
+                logp = token_logprobs(model, inputs, ids, settings).tolist()
+                for labels, row in zip(classes, logp, strict=True):
+                    for label, value in zip(labels, row, strict=False):  # row runs on into padding
+                        sums[label][which] -= value
     finally:
         model.train(was_training)
     out = {}
