@@ -7,10 +7,12 @@ The whole mission with nothing to download, top to bottom:
 2. warm start  - a short supervised phase on grounded traces (:mod:`grit_fast.warmstart`), the
                  paper's few-shot fine-tuning baseline, for a tiny random Qwen2.5-VL with the real
                  vocabulary;
-3. evaluate    - the warm-started model on the held-out split, greedy (:func:`grit_fast.evaluate`);
+3. evaluate    - the warm-started model on the held-out split, greedy (:func:`grit_fast.evaluate`),
+                 and how much its held-out traces rely on the image
+                 (:func:`grit_fast.image_reliance.image_reliance`, ``reliance`` samples);
 4. GRPO-GR     - :class:`grit_fast.trainer.GritTrainer`, the code path of ``grit-fast train``, with
                  the ``official`` reward preset and the rule judge, on the train split;
-5. evaluate    - the GRPO-GR model on the same held-out split;
+5. evaluate    - the GRPO-GR model on the same held-out split, and its image reliance;
 6. report      - ``metrics.json`` (both models and their differences, 95 % bootstrap intervals),
                  ``metrics.jsonl`` (training curve), ``curves.png``, ``gallery.png`` and per-sample
                  pictures with ``index.html`` (:mod:`grit_fast.demo_report`); a summary table.
