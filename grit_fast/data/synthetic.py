@@ -40,6 +40,7 @@ __all__ = [
     "TASKS",
     "SyntheticSpec",
     "grounded_trace",
+    "longest_traces",
     "make_dataset",
     "make_sample",
     "to_model_frame_fn",
@@ -317,6 +318,48 @@ def make_sample(
         "objects": objects,
     }
     return image, record
+
+
+def longest_traces(
+    spec: SyntheticSpec | None = None, to_model_frame: Any = None, style: str = "short"
+) -> list[str]:
+    """Correct traces of the longest kinds ``spec`` can ask for: what a generation budget must fit.
+
+    One trace per question (every colour, shape and relation) at the largest image size, with the most
+    boxes the task has (``max_count`` for count, 2 for spatial) and every box at the far corner, so each
+    coordinate has as many digits as the frame allows. A token budget that fits the longest of these
+    (plus the end-of-turn token) never cuts a correct answer short.
+    """
+    spec = SyntheticSpec() if spec is None else spec
+    (_, width), (_, height) = _size_range(spec.image_size)
+    corner = [float(width - 12), float(height - 12), float(width), float(height)]
+    pairs = [{"color": c, "shape": s} for c in spec.colors for s in spec.shapes]
+    base = {"width": width, "height": height}
+    records: list[dict[str, Any]] = []
+    if "count" in spec.tasks:
+        n = spec.max_count
+        records += [
+            {**base, "task": "count", "target": t, "answer": str(n), "bboxs": [corner] * n}
+            for t in pairs
+        ]
+    if "spatial" in spec.tasks:
+        records += [
+            {
+                **base,
+                "task": "spatial",
+                "subject": a,
+                "object": b,
+                "relation": rel,
+                "answer": answer,
+                "bboxs": [corner, corner],
+            }
+            for a in pairs
+            for b in pairs
+            if a != b
+            for rel in spec.relations
+            for answer in ("yes", "no")
+        ]
+    return [grounded_trace(r, to_model_frame=to_model_frame, style=style) for r in records]
 
 
 def make_dataset(
