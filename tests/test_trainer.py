@@ -358,3 +358,50 @@ def test_dapo_divides_by_the_tokens_of_the_whole_step():
     assert GritTrainer._token_normalizer(fake, rollouts) == 15 / 2
     fake.config.loss_type = "grpo"
     assert GritTrainer._token_normalizer(fake, rollouts) is None
+
+
+def _completion_logprobs(model, rollout):
+    """Σ log p of each completion's kept tokens, from a plain forward (no project loss code)."""
+    from grit_fast.train_loss import model_inputs
+
+    inputs = model_inputs(rollout.prompt_inputs, rollout.completion_ids, rollout.completion_mask)
+    start = rollout.prompt_inputs["input_ids"].shape[1]
+    with torch.no_grad():
+        logits = model(**inputs).logits[:, start - 1 : -1].float()
+    token = torch.log_softmax(logits, -1).gather(-1, rollout.completion_ids[..., None])[..., 0]
+    return (token * rollout.completion_mask).sum(1)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_a_step_moves_log_probs_the_way_the_advantages_point(tiny, data, tmp_path, temperature):
+    """One update raises the completions that beat their group and lowers the others: the sign and
+    the token alignment of the whole path (rollout, scoring, loss, optimiser) end to end."""
+    trainer = make(
+        tiny, data, tmp_path, max_steps=1, beta=0.0, num_generations=4, temperature=temperature
+    )
+    seen = {}
+    rollout_fn, score_fn = trainer._rollout, trainer._score
+
+    def rollout(*args, **kwargs):
+        seen["rollout"] = rollout_fn(*args, **kwargs)
+        return seen["rollout"]
+
+    def score(*args, **kwargs):
+        out = score_fn(*args, **kwargs)
+        seen["rewards"] = out[0]
+        return out
+
+    trainer._rollout, trainer._score = rollout, score
+    before = copy.deepcopy(trainer.model)
+    trainer.train()
+    r = seen["rollout"]
+    delta = _completion_logprobs(trainer.model, r) - _completion_logprobs(before, r)
+    rewards = seen["rewards"].double().view(-1, 4)
+    advantage = ((rewards - rewards.mean(1, keepdim=True)) / rewards.std(1, keepdim=True)).view(-1)
+    assert torch.isfinite(advantage).all()  # the diversity reward separates every group
+    assert float((advantage * delta.double()).sum()) > 0
+    assert float(torch.corrcoef(torch.stack([advantage, delta.double()]))[0, 1]) > 0.5
+    for group in range(rewards.shape[0]):
+        rows = slice(4 * group, 4 * group + 4)
+        best, worst = advantage[rows].argmax(), advantage[rows].argmin()
+        assert delta[rows][best] > delta[rows][worst]
