@@ -72,7 +72,7 @@ class DemoSize:
     lr: float = 3e-4
     beta: float = 0.01
     temperature: float = 1.0
-    max_new_tokens: int = 72
+    max_new_tokens: int = 96  # fits the longest correct trace (see longest_trace_tokens)
     # report
     eval_batch: int = 16
     reliance: int = 128  # held-out samples of the image-reliance check (grit_fast.image_reliance)
@@ -199,6 +199,30 @@ def build_model(size: DemoSize, seed: int) -> tuple[Any, Any]:
     return model.eval(), processor
 
 
+def data_spec(size: DemoSize) -> Any:
+    """The :class:`grit_fast.data.synthetic.SyntheticSpec` of ``size``'s images and questions."""
+    from grit_fast.data.synthetic import SyntheticSpec
+
+    return SyntheticSpec(
+        image_size=(size.image_size, size.image_size),
+        object_size=(size.object_min, size.object_max),
+        distractors=(0, size.max_distractors),
+    )
+
+
+def longest_trace_tokens(spec: Any, adapter: Any, tokenizer: Any) -> int:
+    """Tokens of the longest correct trace ``spec`` can ask for, the end-of-turn token included.
+
+    ``max_new_tokens`` below this can cut the traces of the most boxes before their answer, and such
+    samples cannot score in training or evaluation. At 112 px four boxes of three-digit coordinates
+    make 94 tokens; the demo's four-box training traces take 73 to 81, plus the end of turn.
+    """
+    from grit_fast.data.synthetic import longest_traces
+
+    traces = longest_traces(spec, adapter, style="short")
+    return 1 + max(len(ids) for ids in tokenizer(traces)["input_ids"])
+
+
 def trainer_config(size: DemoSize, out: Path, data: Path, seed: int) -> dict[str, Any]:
     """The GritConfig of the GRPO-GR phase (official preset; the rule judge is passed in)."""
     return {
@@ -255,14 +279,10 @@ def run_demo(
     clock: dict[str, float] = {}
     start = time.perf_counter()
 
-    from grit_fast.data.synthetic import SyntheticSpec, grounded_trace, make_dataset
+    from grit_fast.data.synthetic import grounded_trace, make_dataset
 
     t0 = time.perf_counter()
-    spec = SyntheticSpec(
-        image_size=(size.image_size, size.image_size),
-        object_size=(size.object_min, size.object_max),
-        distractors=(0, size.max_distractors),
-    )
+    spec = data_spec(size)
     paths = make_dataset(
         out / "data", n_train=size.n_train, n_eval=size.n_eval, seed=seed, spec=spec
     )
@@ -272,6 +292,14 @@ def run_demo(
     pixels = size.image_size**2
     model, processor = build_model(size, seed)
     adapter = adapter_for(model, processor, pixels, pixels)
+    need = longest_trace_tokens(spec, adapter, processor.tokenizer)
+    if size.max_new_tokens < need:
+        logger.warning(
+            "demo setting max_new_tokens=%d cuts the longest correct traces (%d tokens with the "
+            "end of turn) before their answer: those samples cannot score",
+            size.max_new_tokens,
+            need,
+        )
     t0 = time.perf_counter()
     settings = WarmStartSettings(
         steps=size.warm_steps,

@@ -15,7 +15,14 @@ torch = pytest.importorskip("torch")
 Image = pytest.importorskip("PIL.Image")
 
 from grit_fast.cli import main  # noqa: E402
-from grit_fast.demo import SIZES, DemoSize, build_model, parse_settings  # noqa: E402
+from grit_fast.demo import (  # noqa: E402
+    SIZES,
+    DemoSize,
+    build_model,
+    data_spec,
+    longest_trace_tokens,
+    parse_settings,
+)
 from grit_fast.demo_report import METRICS, bootstrap_report, summary_table  # noqa: E402
 
 SMALL = SIZES["small"]
@@ -125,6 +132,17 @@ def test_bad_settings_name_the_key(capsys):
         DemoSize().with_overrides({"reliance": 1})
     with pytest.raises(ValueError, match="reliance=128, n_eval=1"):
         DemoSize().with_overrides({"n_eval": 1})
+
+
+def test_full_generation_budget_fits_the_longest_correct_trace():
+    from grit_fast.models import adapter_for
+
+    full = SIZES["full"]
+    model, processor = build_model(full.with_overrides({"hidden_size": 32, "num_layers": 1}), 0)
+    pixels = full.image_size**2
+    adapter = adapter_for(model, processor, pixels, pixels)
+    need = longest_trace_tokens(data_spec(full), adapter, processor.tokenizer)
+    assert 80 < need <= full.max_new_tokens  # four boxes of 3-digit coordinates, end of turn
 
 
 def test_rope_theta_reaches_the_text_decoder():
