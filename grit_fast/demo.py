@@ -320,7 +320,7 @@ def run_demo(
     probe = load_grit_jsonl(paths["eval"])[: size.reliance]
     reliance: dict[str, Any] = {"n": len(probe)}
 
-    def held_out(name: str) -> dict[str, Any]:
+    def held_out(name: str) -> Path:
         t = time.perf_counter()
         evaluate(
             model,
