@@ -12,7 +12,8 @@ Per held-out sample (from the scored ``predictions.jsonl`` of :func:`grit_fast.e
 * ``own_minus_other_iou`` - ``grounding_iou - other_image_iou`` per sample: what the boxes gain
                         from the sample's own image. Its interval above 0 is the evidence of
                         grounding that the two rows above cannot give on their own;
-* ``format``          - all five tags in order and at least one box before ``<rethink>``, in %;
+* ``format``          - all five tags in order and at least one box before ``<rethink>`` (none
+                        where a count question's gt count is 0), in %;
 * ``mean_reward``     - the ``official`` preset's total.
 
 Intervals are percentile bootstrap intervals (``bootstrap`` resamples of the held-out samples with
@@ -37,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from grit_fast.eval.metrics import FORMAT_KEYS
+
 __all__ = ["METRICS", "bootstrap_report", "other_image_iou", "summary_table", "write_report"]
 
 # name -> (label, scale, digits)
@@ -59,12 +62,7 @@ def per_sample(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     return {
         "answer_accuracy": np.array([float(r.get("judge_score") or 0.0) for r in records]),
         "grounding_iou": grounded,
-        "format": np.array(
-            [
-                float(all(f.get(k) for k in ("think", "rethink", "answer", "ordered", "box")))
-                for f in fmt
-            ]
-        ),
+        "format": np.array([float(all(f.get(k) for k in FORMAT_KEYS)) for f in fmt]),
         "mean_reward": np.array([float(r["reward_total"]) for r in records]),
         "other_image_iou": other,
         "own_minus_other_iou": grounded - other,  # NaN where either is

@@ -108,6 +108,30 @@ def test_record_fields_and_semantics():
     assert m["datasets"]["vsr"]["acc"] == pytest.approx(200 / 3)
 
 
+def test_a_count_of_zero_needs_no_box_to_be_well_formed():
+    # "How many red circles?" with none in the image: the trace that grounds "none" writes no box,
+    # and the official reward's count bonus (box count == int(answer)) scores exactly that.
+    def count(box, gt, dataset="tallyqa"):
+        return dict(rec(box=box, answer=gt, dataset=dataset, bboxs=[]), answer=gt)
+
+    zero, zero_boxed, two_unboxed, vsr_unboxed, not_a_count = score_records(
+        [
+            count("", "0"),
+            count("[0, 0, 10, 10]", "0"),
+            count("", "2"),
+            count("", "0", dataset="vsr"),
+            count("", "zero"),
+        ]
+    )
+    assert all(zero["format"].values()) and zero["judge_score"] == 1.0
+    assert zero["rewards"]["grounding_format"] > zero_boxed["rewards"]["grounding_format"]
+    assert zero_boxed["format"]["box"]  # a box is a box, right or wrong
+    assert not two_unboxed["format"]["box"]  # two circles, none grounded
+    assert not vsr_unboxed["format"]["box"]  # only counting sets ground "none"
+    assert not not_a_count["format"]["box"]
+    assert compute_metrics([zero, two_unboxed])["overall"]["format"]["all"] == 0.5
+
+
 def test_acc_is_the_mean_raw_judge_score():
     def half(questions, answers, predictions):
         assert questions == ["Is the cup left of the tv?"] * 3

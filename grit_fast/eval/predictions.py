@@ -19,7 +19,10 @@ by :func:`score_records`:
 ``grounding_iou``             IoU of the union of predicted boxes (answer boxes for ``ovd`` sets) with
                               the union of ``bboxs``, original pixels; None without gt boxes
 ``rewards``/``reward_total``  every reward component of the preset, and their sum
-``format``                    ``think``, ``rethink``, ``answer`` present, ``ordered``, ``box`` (>= 1)
+``format``                    ``think``, ``rethink``, ``answer`` present, ``ordered``, ``box``: >= 1
+                              box before ``<rethink>``, or none on a counting set (``tallyqa``)
+                              whose gt count is 0, the trace that grounds "none" (the official
+                              reward's count bonus scores exactly that)
 ============================  =================================================================
 
 Only ``completion`` and ``answer`` are required to score a record; ``question`` and ``dataset``
@@ -163,6 +166,7 @@ def score_records(
     from grit_fast.rewards import RewardScorer, parse_traces
     from grit_fast.rewards.coords import CONVENTIONS
     from grit_fast.rewards.geometry import grounding_iou_batch
+    from grit_fast.rewards.reference import COUNTING_DATASETS, python_int
 
     default_convention = convention or "pixels"
     n = len(records)
@@ -197,7 +201,8 @@ def score_records(
             "rethink": trace.rethink is not None,
             "answer": trace.answer is not None,
             "ordered": tuple(present) == _ORDER,
-            "box": len(trace.boxes) > 0,
+            "box": len(trace.boxes) > 0
+            or (datasets[i] in COUNTING_DATASETS and python_int(answers[i]) == 0),
         }
         rewards = {name: float(batch.components[name][i]) for name in batch.components}
         new = dict(record)
