@@ -71,6 +71,7 @@ class DemoSize:
     num_generations: int = 4
     lr: float = 3e-4
     beta: float = 0.01
+    scale_rewards: int = 1  # 1: advantages divided by the group's reward std (GRIT); 0: not
     temperature: float = 1.0
     max_new_tokens: int = 96  # fits the longest correct trace (see longest_trace_tokens)
     # report
@@ -99,6 +100,7 @@ class DemoSize:
                 "tie_embeddings",
                 "max_distractors",
                 "warm_negatives",
+                "scale_rewards",
             ):
                 raise ValueError(f"demo setting {key} must be positive, got {value!r}")
             if out[key] < 0:
@@ -236,6 +238,7 @@ def trainer_config(size: DemoSize, out: Path, data: Path, seed: int) -> dict[str
         "lr": size.lr,
         "lr_scheduler": "constant",
         "beta": size.beta,
+        "scale_rewards": bool(size.scale_rewards),
         "temperature": size.temperature,
         "max_new_tokens": size.max_new_tokens,
         "min_pixels": size.image_size**2,

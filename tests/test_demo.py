@@ -22,6 +22,7 @@ from grit_fast.demo import (  # noqa: E402
     data_spec,
     longest_trace_tokens,
     parse_settings,
+    trainer_config,
 )
 from grit_fast.demo_report import METRICS, bootstrap_report, summary_table  # noqa: E402
 
@@ -132,6 +133,18 @@ def test_bad_settings_name_the_key(capsys):
         DemoSize().with_overrides({"reliance": 1})
     with pytest.raises(ValueError, match="reliance=128, n_eval=1"):
         DemoSize().with_overrides({"n_eval": 1})
+
+
+def test_scale_rewards_reaches_the_trainer_config(tmp_path):
+    from grit_fast.config import GritConfig
+
+    def config(size):
+        return GritConfig.from_dict(trainer_config(size, tmp_path, tmp_path / "d.jsonl", 0))
+
+    assert config(DemoSize()).scale_rewards is True
+    assert config(DemoSize().with_overrides({"scale_rewards": "0"})).scale_rewards is False
+    with pytest.raises(ValueError, match="scale_rewards must be >= 0"):
+        DemoSize().with_overrides({"scale_rewards": -1})
 
 
 def test_full_generation_budget_fits_the_longest_correct_trace():
