@@ -12,8 +12,8 @@ Per held-out sample (from the scored ``predictions.jsonl`` of :func:`grit_fast.e
 * ``own_minus_other_iou`` - ``grounding_iou - other_image_iou`` per sample: what the boxes gain
                         from the sample's own image. Its interval above 0 is the evidence of
                         grounding that the two rows above cannot give on their own;
-* ``format``          - all five tags in order and at least one box before ``<rethink>`` (none
-                        where a count question's gt count is 0), in %;
+* ``format``          - all five tags in order and at least one box before ``<rethink>`` (or a
+                        count question whose gt count is 0, where no box is right), in %;
 * ``mean_reward``     - the ``official`` preset's total.
 
 Intervals are percentile bootstrap intervals (``bootstrap`` resamples of the held-out samples with

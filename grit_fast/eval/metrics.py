@@ -8,8 +8,8 @@ For a group of records (one dataset, or all):
 * ``grounding_iou`` = mean grounding IoU over records with gt boxes (no predicted box scores 0);
   ``grounded`` counts them. None when the group has none.
 * ``format`` = fraction of records with ``think``, ``rethink``, ``answer`` present, the five tags
-  ``ordered``, a ``box`` (at least one, or none where a counting question's gt count is 0; see
-  :mod:`grit_fast.eval.predictions`), and ``all`` of these.
+  ``ordered``, ``box`` (at least one box, or a counting question whose gt count is 0, where no box
+  is right; see :mod:`grit_fast.eval.predictions`), and ``all`` of these.
 * ``mean_boxes``, ``mean_completion_chars``, ``mean_completion_tokens`` (when every record has it),
   ``rewards`` (mean of each component) and ``reward_total``.
 
