@@ -12,7 +12,6 @@ import pytest
 import grit_fast
 from grit_fast import _dispatch
 from grit_fast.cli import COMMANDS, main
-
 from tests.conftest import REQUIRE_FAST
 
 

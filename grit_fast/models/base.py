@@ -7,6 +7,7 @@ sizing, the coordinate convention of the boxes the model writes, and the special
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -82,6 +83,14 @@ class ModelAdapter:
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return sorted(i for i in ids if isinstance(i, int) and i >= 0)
+
+    @functools.cached_property
+    def stop_closers(self) -> frozenset[int]:
+        """Ids whose token text holds the last character of :data:`STOP_STRING`: the only tokens that
+        can complete it. Byte-level BPE (Qwen2.5, InternVL3) spells printable ASCII as itself."""
+        last = STOP_STRING[-1]
+        tokens = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        return frozenset(i for i, t in enumerate(tokens) if t is not None and last in t)
 
     # ----- coordinates
     def model_size(self, width: int, height: int) -> tuple[int, int] | None:

@@ -162,6 +162,7 @@ class GritTrainer:
             num_threads=cfg.reward_threads,
             pad_token_id=self.adapter.pad_token_id,
         )
+        self.judge = judge
         self.extra_reward = extra_reward
         self.step = 0
         self._resume()
@@ -282,6 +283,7 @@ class GritTrainer:
             top_k=cfg.top_k,
             top_p=cfg.top_p,
             max_prompt_length=cfg.max_prompt_length,
+            synced_gpus=self.fsdp,
         )
 
     def _score(
@@ -358,32 +360,33 @@ class GritTrainer:
         return distributed.mean_over_ranks(local)
 
     # ------------------------------------------------------------------ evaluation, checkpoints
-    @torch.no_grad()
     def evaluate(
         self,
         records: Sequence[Any] | str | os.PathLike | None = None,
         max_new_tokens: int | None = None,
-    ) -> dict[str, float]:
-        """Greedy completions for ``records`` (default ``config.eval_data``, else the training set):
-        mean reward, each component and grounding IoU (over samples with gt boxes)."""
+        out_dir: str | os.PathLike | None = None,
+    ) -> dict[str, Any]:
+        """Greedy completions of ``records`` (default ``config.eval_data``, else the training set),
+        generated and scored by the batched evaluator of :func:`grit_fast.evaluate`:
+        ``{"overall": …, "datasets": {…}}`` with ACC, grounding IoU, format compliance and the
+        mean of each reward component. ``predictions.jsonl`` and ``metrics.json`` go to
+        ``out_dir`` (default ``output_dir/eval/step-<step>``)."""
+        from grit_fast.eval.evaluation import EvalOptions, evaluate_records
+
         cfg = self.config
         data = records if records is not None else cfg.eval_data
         items = self.records if data is None else _records(data, cfg.image_root)
-        rollout = generate_rollout(
-            self.policy_loss,
-            self.adapter,
-            [r.question for r in items],
-            [r.load_image() for r in items],
-            group_size=1,
-            seeds=[prompt_seed(cfg.seed, -1, i) for i in range(len(items))],
+        out = Path(cfg.output_dir) / "eval" / f"step-{self.step}" if out_dir is None else out_dir
+        options = EvalOptions(
+            judge=self.judge,
+            batch_size=max(1, cfg.batch_size * cfg.num_generations // self.world),
             max_new_tokens=max_new_tokens or cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            top_k=cfg.top_k,
-            top_p=cfg.top_p,
-            do_sample=False,
+            resume=False,
+            preset=cfg.reward_preset,
+            image_root=cfg.image_root,
+            synced_gpus=self.fsdp,
         )
-        _, stats = self._score(rollout, [(i, r) for i, r in enumerate(items)])
-        return {k: v for k, v in stats.items() if not k.startswith("zero_advantage")}
+        return evaluate_records(self.policy_loss, self.adapter, items, out, options)
 
     def save(self) -> Path | None:
         """Write ``checkpoint-<step>`` (main process only; the others wait)."""
