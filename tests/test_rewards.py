@@ -112,36 +112,6 @@ def test_think_format(impl, text, count):
     assert got == count / 5 * 0.5
 
 
-def test_repetition_word_and_token_level(impl):
-    phrase = "one two three four five six seven eight "
-    texts = ["short text", phrase * 2, phrase * 3 + "nine", "a " * 8]
-    ids = [list(range(20)), list(range(8)) * 2 + [151643, 1, 2], list(range(8)) * 4, [5] * 30]
-    b = score(texts, ["x"] * 4, ["vsr"] * 4, completion_ids=ids)
-    # 2: 16 words -> 8 pairs, 1 repeat; ids cut at pad -> 16 ids, 1 pair, repeated.
-    # 3: 25 words -> 17 pairs, 9 repeats; 32 ids -> 17 pairs, 17 repeats.
-    # 4: 8 words -> no pairs; 30 equal ids -> all 15 pairs repeat.
-    want = [
-        (1.0 - (1 - 1.0)) * 0.5,
-        ((1.0 - 1 / 1) - (1 - (1.0 - 1 / 8))) * 0.5,
-        ((1.0 - 17 / 17) - (1 - (1.0 - 9 / 17))) * 0.5,
-        ((1.0 - 15 / 15) - (1 - 1.0)) * 0.5,
-    ]
-    assert b.components["repetition"].tolist() == want
-
-
-def test_repetition_without_ids_takes_token_factor_one(impl):
-    phrase = "one two three four five six seven eight "
-    b = score([phrase * 2], ["x"], ["vsr"])
-    assert b.components["repetition"][0] == (1.0 - (1 - (1.0 - 1 / 8))) * 0.5
-
-
-def test_pad_token_id_none_keeps_all_ids(impl):
-    ids = [[151643] * 16]
-    cut = score(["x"], ["x"], ["vsr"], completion_ids=ids).components["repetition"][0]
-    kept = score(["x"], ["x"], ["vsr"], completion_ids=ids, pad_token_id=None)
-    assert cut == 0.5 and kept.components["repetition"][0] == 0.0
-
-
 def test_ovd_skips_the_judge_and_no_answer_scores_zero(impl):
     calls = []
 
@@ -349,11 +319,3 @@ def test_total_is_float64_and_finite(impl):
 def test_public_names():
     assert grit_fast.RewardScorer is RewardScorer
     assert grit_fast.RewardBatch is not None and grit_fast.RuleJudge is not None
-
-
-def test_repetition_compares_long_words_in_full(impl):
-    words = [f"averyverylongword{k}" for k in range(8)]
-    same = " ".join(words * 2)
-    other = " ".join(words + words[:-1] + ["averyverylongword7x"])
-    b = score([same, other], ["x", "x"], ["vsr", "vsr"])
-    assert b.components["repetition"].tolist() == [(1.0 - (1 - (1.0 - 1 / 8))) * 0.5, 0.5]

@@ -15,7 +15,8 @@ released GRIT reward functions line by line, quirks included (spec §2):
 Deviations from the released code, all following the spec: the BLEU term is weighted 0.1; the box
 pattern is ``\\b\\d+,\\s*\\d+,\\s*\\d+,\\s*\\d+\\b``; the tallyqa count bonus looks at each sample's own
 dataset (the released code looked at the batch's first); a tallyqa answer that ``int()`` rejects
-gets no count bonus instead of crashing; without ``completion_ids`` the token factor is 1.
+gets no count bonus instead of crashing; without ``completion_ids`` the token factor is 1 (with
+them, fewer than 16 ids after the cut give 0.5, as released).
 """
 
 from __future__ import annotations
@@ -256,19 +257,24 @@ def _repeat_score(seq: Sequence, last_start: int) -> float:
 
 
 def repetition(completion: str, ids: Sequence[int] | None, pad_token_id: int | None) -> float:
-    """(s_tok - (1 - s_word)) / 2 in [-0.5, 0.5]; each s is 1 - (repeated 8-gram pairs / pairs)."""
-    word_score = 1.0
+    """(s_tok - (1 - s_word)) / 2 in [-0.5, 0.5]; each s is 1 - (repeated 8-gram pairs / pairs).
+
+    0.5 outright for fewer than 8 words, or for fewer than 16 ids left after the cut at the first
+    pad: the released code returns there before the word factor is applied.
+    """
     words = completion.split()
-    if completion != "" and len(words) >= NGRAM:
-        # The released loop runs to len - 8, so its last pairs compare against a short tail.
-        word_score = _repeat_score(words, len(words) - NGRAM)
+    if len(words) < NGRAM:
+        return 0.5
+    # The released loop runs to len - 8, so its last pairs compare against a short tail.
+    word_score = _repeat_score(words, len(words) - NGRAM)
     token_score = 1.0
     if ids is not None:
         ids = list(ids)
         if pad_token_id is not None and pad_token_id in ids:
             ids = ids[: ids.index(pad_token_id)]
-        if len(ids) >= 2 * NGRAM:
-            token_score = _repeat_score(ids, len(ids) - 2 * NGRAM + 1)
+        if len(ids) < 2 * NGRAM:
+            return 0.5
+        token_score = _repeat_score(ids, len(ids) - 2 * NGRAM + 1)
     return (token_score - (1 - word_score)) * 0.5
 
 
