@@ -317,5 +317,21 @@ def test_total_is_float64_and_finite(impl):
 
 
 def test_public_names():
+    import grit_fast.rewards as rewards
+
+    assert sorted(rewards.__all__) == [
+        "Judge",
+        "RewardBatch",
+        "RewardScorer",
+        "RuleJudge",
+        "Trace",
+        "parse_trace",
+        "parse_traces",
+    ]
+    for name in rewards.__all__:
+        if name != "Judge":  # a Protocol, not re-exported by grit_fast
+            assert getattr(grit_fast, name) is getattr(rewards, name), name
     assert grit_fast.RewardScorer is RewardScorer
-    assert grit_fast.RewardBatch is not None and grit_fast.RuleJudge is not None
+    batch = RewardScorer(judge=grit_fast.RuleJudge()).score([GOOD], ["left"], ["vsr"])
+    assert type(batch) is grit_fast.RewardBatch
+    assert type(grit_fast.parse_trace(GOOD)) is grit_fast.Trace
