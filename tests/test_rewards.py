@@ -302,11 +302,14 @@ def test_bad_arguments(impl):
 def test_completion_id_forms_agree(impl):
     torch = pytest.importorskip("torch", reason="torch tensors are one accepted form")
     rows = [[1, 2, 3] * 8, [4] * 20 + [151643] * 4]
-    texts, answers, datasets = ["a", "b"], ["x", "y"], ["vsr", "vsr"]
+    texts, answers, datasets = ["a b c d e f g h"] * 2, ["x", "y"], ["vsr", "vsr"]
     as_list = score(texts, answers, datasets, completion_ids=[r[:24] for r in rows])
+    as_tuples = score(texts, answers, datasets, completion_ids=tuple(map(tuple, rows)))
     as_array = score(texts, answers, datasets, completion_ids=np.array(rows, dtype=np.int32))
     as_tensor = score(texts, answers, datasets, completion_ids=torch.tensor(rows))
-    for b in (as_array, as_tensor):
+    # Row 0: no id equals the one 8 later; row 1: 20 ids, all 5 pairs repeated.
+    assert as_list.components["repetition"].tolist() == [0.5, 0.0]
+    for b in (as_tuples, as_array, as_tensor):
         np.testing.assert_array_equal(b.components["repetition"], as_list.components["repetition"])
 
 
