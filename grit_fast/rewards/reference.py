@@ -29,9 +29,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from grit_fast.rewards.trace import Trace
+from grit_fast.rewards.presets import (
+    BLEU_WEIGHT,
+    COMPONENTS,
+    COUNTING_DATASETS,
+    NGRAM,
+    OFFICIAL_BOX_PATTERN,
+    PAD_TOKEN_ID,
+    TAGS,
+)
+from grit_fast.rewards.results import Trace
 
-OFFICIAL_BOX_PATTERN = re.compile(r"\b\d+,\s*\d+,\s*\d+,\s*\d+\b")
 _NON_ALNUM = re.compile(r"[^a-zA-Z0-9\s]")
 
 # Structured boxes: four ASCII numbers separated by commas (ASCII blanks around them). The look-around
@@ -43,23 +51,6 @@ STRUCTURED_BOX_PATTERN = re.compile(
 )
 _LABEL_PATTERN = re.compile(r'"label"[ \t\n\r\f\v]*:[ \t\n\r\f\v]*"([^"]*)"')
 _BLANKS = " \t\n\r\f\v"
-TAGS = ("<think>", "</think>", "<rethink>", "</rethink>", "<answer>", "</answer>")
-
-NGRAM = 8
-PAD_TOKEN_ID = 151643
-BLEU_WEIGHT = 0.1
-COUNTING_DATASETS = ("tallyqa",)
-COMPONENTS = {
-    "official": (
-        "answer_accuracy",
-        "answer_bleu",
-        "answer_format",
-        "repetition",
-        "grounding_format",
-        "think_format",
-    ),
-    "paper": ("format", "count", "answer_accuracy", "answer_bleu"),
-}
 
 
 # ---------------------------------------------------------------------------------------------------

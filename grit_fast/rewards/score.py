@@ -20,35 +20,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from grit_fast import _dispatch
-from grit_fast.rewards import reference
+from grit_fast.rewards import _fast, reference
 from grit_fast.rewards.judge import Judge, RuleJudge, validate_scores
+from grit_fast.rewards.presets import COMPONENTS, PAD_TOKEN_ID, PRESETS
+from grit_fast.rewards.results import RewardBatch
 
-PRESETS = tuple(reference.COMPONENTS)
-
-
-@dataclass(frozen=True)
-class RewardBatch:
-    """Rewards of N completions.
-
-    ``total`` (N,) float64; ``components`` name -> (N,) float64 (weights not applied);
-    ``judged`` (J,) int64: the samples the judge scored; ``judge_scores`` (J,) float64: its raw scores
-    (before binarising; their mean x 100 is the paper's ACC); ``predictions``: the J predicted answers.
-    """
-
-    total: np.ndarray
-    components: dict[str, np.ndarray]
-    judged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    judge_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
-    predictions: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.total)
+__all__ = ["PRESETS", "RewardBatch", "RewardScorer", "pack_completion_ids"]
 
 
 def _strings(values: Any, name: str, n: int | None) -> list[str]:
@@ -129,7 +111,7 @@ class RewardScorer:
         judge: Judge | None = None,
         weights: Mapping[str, float] | None = None,
         num_threads: int = 0,
-        pad_token_id: int | None = reference.PAD_TOKEN_ID,
+        pad_token_id: int | None = PAD_TOKEN_ID,
     ) -> None:
         if preset not in PRESETS:
             raise ValueError(f"preset {preset!r} is not a reward preset; expected one of {PRESETS}")
@@ -137,7 +119,7 @@ class RewardScorer:
             raise TypeError(f"judge must be callable, got {type(judge).__name__}")
         self.preset = preset
         self.judge = RuleJudge() if judge is None else judge
-        self.components = reference.COMPONENTS[preset]
+        self.components = COMPONENTS[preset]
         self.weights = {name: 1.0 for name in self.components}
         for name, w in (weights or {}).items():
             if name not in self.weights:
@@ -182,8 +164,6 @@ class RewardScorer:
         )
         scores = None
         if _dispatch.use_fast("score_rewards"):
-            from grit_fast.rewards import _fast
-
             # A plain RuleJudge runs inside the compiled pass: no per-sample Python objects.
             rule_judge = type(self.judge) is RuleJudge and _dispatch.use_fast("rule_judge")
             components, judged, predictions, scores = _fast.score_rewards(
