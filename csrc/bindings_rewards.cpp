@@ -246,6 +246,42 @@ py::tuple score_rewards(const py::handle& completions, const py::handle& answers
   return py::make_tuple(components, index, predictions, judge_scores);
 }
 
+// Rows of token ids as TRL hands them to reward functions (a list of lists of int) ->
+// (flat, offsets) int64, one pass over the ints with no numpy dtype discovery per row. None when
+// a row is not a list or tuple, or an id is not an int in int64 range: the caller converts those
+// (and names what is wrong), so that the result is always what numpy would give.
+py::object pack_ids(const py::handle& rows_obj) {
+  PyObject* rows = rows_obj.ptr();
+  if (!PyList_Check(rows) && !PyTuple_Check(rows)) return py::none();
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(rows);
+  I64Array offsets(n + 1);
+  std::int64_t* o = offsets.mutable_data();
+  o[0] = 0;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* row = PySequence_Fast_ITEMS(rows)[i];
+    if (!PyList_Check(row) && !PyTuple_Check(row)) return py::none();
+    o[i + 1] = o[i] + PySequence_Fast_GET_SIZE(row);
+  }
+  I64Array flat(o[n]);  // may run a garbage collection, and finalizers could change the rows
+  std::int64_t* out = flat.mutable_data();
+  if (PySequence_Fast_GET_SIZE(rows) != n) return py::none();
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* row = PySequence_Fast_ITEMS(rows)[i];
+    const Py_ssize_t len = PySequence_Fast_GET_SIZE(row);
+    if (len != o[i + 1] - o[i]) return py::none();
+    PyObject** ids = PySequence_Fast_ITEMS(row);
+    for (Py_ssize_t j = 0; j < len; ++j) {
+      PyObject* id = ids[j];
+      if (!PyLong_CheckExact(id)) return py::none();  // bool, float, numpy integer, ...
+      int overflow = 0;
+      const long long value = PyLong_AsLongLongAndOverflow(id, &overflow);
+      if (overflow != 0) return py::none();
+      out[o[i] + j] = value;
+    }
+  }
+  return py::make_tuple(flat, offsets);
+}
+
 }  // namespace
 
 void bind_rewards(py::module_& m) {
@@ -257,6 +293,9 @@ void bind_rewards(py::module_& m) {
         "judge_index int64 (J,), the J predicted answers as str, the rule judge's J scores or "
         "None). With rule_judge the rule judge scores the judged samples and answer_accuracy "
         "holds its binarised scores; otherwise answer_accuracy is 0, left to a Python judge.");
+  m.def("pack_ids", &pack_ids, py::arg("rows"),
+        "Rows of int token ids (list or tuple of lists or tuples) -> (flat int64 (T,), offsets "
+        "int64 (N + 1,)), or None when a row or id is of another kind.");
   m.def("bleu1", [](const std::string& reference, const std::string& hypothesis) {
     return bleu1(reference, hypothesis);
   }, "BLEU-1 of two texts after the official normalisation (for tests).");

@@ -46,6 +46,10 @@ def score_rewards(
     predicted answers, and with ``rule_judge`` the rule judge's J scores (answer_accuracy then holds
     them binarised; without it answer_accuracy is left at 0 and the scores are None). GIL released."""
 
+def pack_ids(rows: object) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows that are lists or tuples of int (in a list or tuple) -> (flat int64 (T,), offsets int64
+    (N + 1,)), or None when a row is not a list or tuple or an id not an int in int64 range."""
+
 def bleu1(reference: str, hypothesis: str) -> float:
     """NLTK sentence BLEU-1 (no smoothing) of two texts after the official normalisation."""
 

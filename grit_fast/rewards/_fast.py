@@ -104,6 +104,12 @@ def score_rewards(
     return components, index, predictions, scores
 
 
+def pack_ids(rows: object) -> tuple[np.ndarray, np.ndarray] | None:
+    """Compiled twin of the numpy path of :func:`grit_fast.rewards.score.pack_completion_ids` for
+    lists or tuples of rows of ``int``: ``(flat, offsets)`` int64, or None for any other input."""
+    return _dispatch.require_compiled().pack_ids(rows)
+
+
 def rule_scores(answers: list[str], predictions: list[str]) -> list[float]:
     """Compiled twin of :func:`grit_fast.rewards.reference_judge.rule_score` over a batch."""
     scores = _dispatch.require_compiled().rule_scores(answers, predictions, 1).tolist()

@@ -52,17 +52,48 @@ def _check_str_items(values: list[str], name: str) -> None:
             raise TypeError(f"{name}[{i}] must be a str, got {type(v).__name__}")
 
 
+_INT64 = np.iinfo(np.int64)
+
+
 def _as_int_array(value: Any, name: str) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor, converted without importing torch
         value = value.detach().cpu().numpy()
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # ragged: a sequence among the ids
+        raise _bad_ids(value, None, name) from None
     if arr.size and not (np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_):
-        raise TypeError(f"{name} must hold integer token ids, got dtype {arr.dtype}")
+        raise _bad_ids(value, arr, name)
+    if arr.size and arr.dtype == np.uint64 and arr.max() > _INT64.max:
+        raise _bad_ids(value, arr, name)
     return arr.astype(np.int64, copy=False)
 
 
-def pack_completion_ids(completion_ids: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(flat, offsets)`` int64 from a 2-D array/tensor (N, T) or N 1-D sequences of ids."""
+def _bad_ids(value: Any, arr: np.ndarray | None, name: str) -> Exception:
+    """The error for ids that are not all int64 integers: the first bad id of a list, else the dtype."""
+    if isinstance(value, (list, tuple)):
+        for j, v in enumerate(value):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                return TypeError(
+                    f"{name}[{j}] is {v!r} ({type(v).__name__}); expected an integer token id"
+                )
+            if not _INT64.min <= v <= _INT64.max:
+                return ValueError(f"{name}[{j}] is {v}, beyond int64")
+    if arr is not None and arr.dtype == np.uint64:
+        return ValueError(f"{name} holds the id {arr.max()}, beyond int64")
+    dtype = "ragged rows" if arr is None else f"dtype {arr.dtype}"
+    return TypeError(f"{name} must hold integer token ids, got {dtype}")
+
+
+def pack_completion_ids(
+    completion_ids: Any, n: int, compiled: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(flat, offsets)`` int64 from a 2-D array/tensor (N, T) or N 1-D sequences of ids.
+
+    With ``compiled``, rows that are lists or tuples of ``int`` (what TRL hands reward functions)
+    are packed by the compiled core in one pass; anything else, and every error, takes the numpy
+    path below, so both give the same arrays.
+    """
     if hasattr(completion_ids, "ndim") and completion_ids.ndim == 2:
         arr = _as_int_array(completion_ids, "completion_ids")
         if arr.shape[0] != n:
@@ -75,6 +106,9 @@ def pack_completion_ids(completion_ids: Any, n: int) -> tuple[np.ndarray, np.nda
         )
     if isinstance(completion_ids, (str, bytes)):
         raise TypeError("completion_ids must be token ids, got a string")
+    packed = _fast.pack_ids(completion_ids) if compiled else None
+    if packed is not None and len(packed[1]) == n + 1:
+        return packed
     try:
         rows = list(completion_ids)
     except TypeError:
@@ -152,7 +186,8 @@ class RewardScorer:
         datasets = _strings(datasets, "datasets", n)
         if questions is not None:
             questions = _strings(questions, "questions", n)
-        ids = None if completion_ids is None else pack_completion_ids(completion_ids, n)
+        fast = _dispatch.use_fast("score_rewards")
+        ids = None if completion_ids is None else pack_completion_ids(completion_ids, n, fast)
         args = (
             completions,
             answers,
@@ -163,7 +198,7 @@ class RewardScorer:
             self.num_threads,
         )
         scores = None
-        if _dispatch.use_fast("score_rewards"):
+        if fast:
             # A plain RuleJudge runs inside the compiled pass: no per-sample Python objects.
             rule_judge = type(self.judge) is RuleJudge and _dispatch.use_fast("rule_judge")
             components, judged, predictions, scores = _fast.score_rewards(
