@@ -136,7 +136,10 @@ class RewardScorer:
     :class:`RuleJudge`). ``weights``: component name -> factor (default 1; an unknown name is a
     ValueError). ``num_threads``: compiled-core threads (0 = ``GRIT_FAST_NUM_THREADS`` or all cores).
     ``pad_token_id``: token ids are cut at its first occurrence for the repetition reward (None:
-    not cut). Without ``completion_ids`` the token factor of the repetition reward is 1.
+    not cut). Without ``completion_ids`` the token factor of the repetition reward is 1; with them,
+    fewer than 16 ids after the cut give 0.5 outright, as do texts of fewer than 8 words (as
+    released). ``completion_ids``: a 2-D (N, T) array or tensor, or N rows of ints (lists of int,
+    as TRL passes them, are packed in the compiled core).
     """
 
     def __init__(
