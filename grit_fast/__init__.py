@@ -13,7 +13,7 @@ from grit_fast._dispatch import FastPathUnavailable, backend
 from grit_fast._version import __version__
 
 _PUBLIC: dict[str, str] = {
-    "info": "grit_fast.info",
+    "info": "grit_fast.diagnostics",
     # trace parsing, rewards, judges
     "parse_trace": "grit_fast.rewards",
     "parse_traces": "grit_fast.rewards",
@@ -34,13 +34,13 @@ _PUBLIC: dict[str, str] = {
     "build_tiny_qwen2_5_vl": "grit_fast.models",
     "build_tiny_internvl3": "grit_fast.models",
     "adapter_for": "grit_fast.models",
-    "GritConfig": "grit_fast.config",
-    "GritTrainer": "grit_fast.trainer",
+    "GritConfig": "grit_fast.train.config",
+    "GritTrainer": "grit_fast.train.trainer",
     "load_grit_jsonl": "grit_fast.data",
     # evaluation and pictures
     "OpenAIJudge": "grit_fast.rewards.openai_judge",
-    "evaluate": "grit_fast.evaluate",
-    "score_predictions": "grit_fast.evaluate",
+    "evaluate": "grit_fast.eval.evaluation",
+    "score_predictions": "grit_fast.eval.evaluation",
     # demo and synthetic data
     "make_dataset": "grit_fast.data.synthetic",
     "grounded_trace": "grit_fast.data.synthetic",

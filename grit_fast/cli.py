@@ -14,7 +14,10 @@ from grit_fast._version import __version__
 
 # name -> (module, one-line help). Add a line here to add a subcommand.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("grit_fast.info", "show the version, the compiled core, Triton and each op's backend"),
+    "info": (
+        "grit_fast.commands.info",
+        "show the version, the compiled core, Triton and each op's backend",
+    ),
     # training
     "train": (
         "grit_fast.commands.train",

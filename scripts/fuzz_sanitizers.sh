@@ -24,7 +24,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PYTHON=${PYTHON:-python}
 CXX=${CXX:-g++}
 BUILD_DIR=${BUILD_DIR:-$ROOT/build/sanitize}
-SANITIZE_TESTS=${SANITIZE_TESTS:-"tests/test_fuzz_rewards.py tests/test_trace.py tests/test_rewards.py tests/test_rule_judge.py"}
+SANITIZE_TESTS=${SANITIZE_TESTS:-"tests/rewards/test_fuzz_rewards.py tests/rewards/test_trace.py tests/rewards/test_rewards.py tests/rewards/test_rule_judge.py"}
 VERSION=$("$PYTHON" -c "import re,sys; print(re.search(r'\"(.+?)\"', open(sys.argv[1]).read()).group(1))" \
   "$ROOT/grit_fast/_version.py")
 

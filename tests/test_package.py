@@ -13,7 +13,7 @@ import grit_fast
 from grit_fast import _dispatch
 from grit_fast.cli import COMMANDS, main
 
-from .conftest import REQUIRE_FAST
+from tests.conftest import REQUIRE_FAST
 
 
 def _run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:

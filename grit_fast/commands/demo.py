@@ -1,7 +1,7 @@
 """``grit-fast demo [--out DIR] [--size small|full] [--set KEY=VALUE …] [--seed S]``.
 
 Makes synthetic data, warm-starts a tiny Qwen2.5-VL, evaluates it, trains it with GRPO-GR, evaluates
-again and writes the report (see :mod:`grit_fast.demo`). Nothing is downloaded.
+again and writes the report (see :mod:`grit_fast.demo.run`). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from grit_fast.demo import SIZES
+    from grit_fast.demo.run import SIZES
 
     parser.add_argument("--out", default="grit_demo", help="output folder (default: grit_demo)")
     parser.add_argument(
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one demo setting (repeatable), e.g. --set rl_steps=20; see grit_fast.demo.DemoSize",
+        help="override one demo setting (repeatable), e.g. --set rl_steps=20; see grit_fast.demo.run.DemoSize",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, model and training")
     parser.add_argument(
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from grit_fast.demo import SIZES, parse_settings, run_demo
+    from grit_fast.demo.run import SIZES, parse_settings, run_demo
 
     try:
         size = SIZES[args.size].with_overrides(parse_settings(args.settings))

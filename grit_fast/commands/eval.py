@@ -1,6 +1,6 @@
 """``grit-fast eval --model DIR --data FILE.jsonl [--data …] --image-root DIR --out DIR``.
 
-Greedy, batched, resumable generation and scoring (see :func:`grit_fast.evaluate`); prints the
+Greedy, batched, resumable generation and scoring (see :func:`grit_fast.eval.evaluation`); prints the
 metrics per dataset. Under ``torchrun --nproc_per_node=K`` the samples are shared between the
 processes and rank 0 computes the metrics once over all of them.
 """
@@ -111,8 +111,8 @@ def _init_distributed() -> None:
 
 def run(args: argparse.Namespace) -> int:
     from grit_fast.data import GritDataError
+    from grit_fast.eval.evaluation import evaluate
     from grit_fast.eval.predictions import PredictionError
-    from grit_fast.evaluate import evaluate
 
     out = Path(args.out)
     _init_distributed()

@@ -12,7 +12,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from grit_fast.plot import plot_curves
+    from grit_fast.viz.curves import plot_curves
 
     try:
         path = plot_curves(args.metrics, args.out, title=args.title)

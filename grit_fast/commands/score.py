@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from grit_fast.eval.evaluation import score_predictions
     from grit_fast.eval.predictions import PredictionError
-    from grit_fast.evaluate import score_predictions
 
     out = Path(args.out) if args.out else Path(args.predictions).parent
     try:

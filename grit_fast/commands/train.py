@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from grit_fast.config import ConfigError, GritConfig
     from grit_fast.data import GritDataError
+    from grit_fast.train.config import ConfigError, GritConfig
 
     try:
         if args.config:
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
     from grit_fast import distributed
-    from grit_fast.trainer import GritTrainer
+    from grit_fast.train.trainer import GritTrainer
 
     try:
         trainer = GritTrainer(config)

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from grit_fast.eval.predictions import PredictionError, read_jsonl, score_records
-    from grit_fast.viz import render_gallery
+    from grit_fast.viz.samples import render_gallery
 
     try:
         records = read_jsonl(args.predictions)

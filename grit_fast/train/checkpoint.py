@@ -1,0 +1,208 @@
+"""Atomic checkpoints: model, processor, optimizer, scheduler, RNG states and data position.
+
+Layout: ``output_dir/checkpoint-<step>/`` holding the model (``save_pretrained``; the adapter only
+under LoRA), the processor, ``trainer_state.pt`` (optimizer, scheduler, RNG states, sampler position,
+step) and ``grit_config.json``. A save is written to a hidden temporary directory beside it and
+renamed into place only when complete, so an interrupted save leaves at most a stray temporary
+directory and never damages an earlier checkpoint; :func:`latest_checkpoint` ignores temporaries.
+:func:`save_trainer` / :func:`resume_trainer` do this for a whole trainer (FSDP shards gathered).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "checkpoint-"
+STATE_FILE = "trainer_state.pt"
+_NAME = re.compile(rf"^{PREFIX}(\d+)$")
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.random.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.random.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints in ``output_dir``, oldest step first."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return []
+    found = []
+    for child in root.iterdir():
+        match = _NAME.match(child.name)
+        if match and child.is_dir() and (child / STATE_FILE).is_file():
+            found.append((int(match.group(1)), child))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    found = list_checkpoints(output_dir)
+    return found[-1] if found else None
+
+
+def save_checkpoint(
+    output_dir: str | os.PathLike,
+    step: int,
+    model: Any,
+    processor: Any,
+    trainer_state: dict[str, Any],
+    config: dict[str, Any],
+    model_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``checkpoint-<step>`` atomically (temporary directory, then rename); returns its path.
+
+    ``model_state``: the full state dict to write instead of the model's own (FSDP gathers it)."""
+    root = Path(output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{PREFIX}{step}"
+    tmp = root / f".tmp-{PREFIX}{step}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        if model_state is None:
+            model.save_pretrained(tmp)
+        else:
+            model.save_pretrained(tmp, state_dict=model_state)
+        if processor is not None:
+            processor.save_pretrained(tmp)
+        torch.save({**trainer_state, "rng": rng_state(), "step": step}, tmp / STATE_FILE)
+        (tmp / "grit_config.json").write_text(json.dumps(config, indent=2, default=str))
+        _fsync_dir(tmp)
+        if final.exists():  # re-saving a step: move the old one aside first, then drop it
+            old = root / f".old-{PREFIX}{step}-{os.getpid()}"
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("saved checkpoint %s", final)
+    return final
+
+
+def _fsync_dir(path: Path) -> None:
+    for child in path.iterdir():
+        if child.is_file():
+            with child.open("rb") as handle:
+                os.fsync(handle.fileno())
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_trainer_state(path: str | os.PathLike) -> dict[str, Any]:
+    """``trainer_state.pt`` of a checkpoint (optimizer, scheduler, RNG, sampler, step)."""
+    path = Path(path)
+    file = path / STATE_FILE
+    if not file.is_file():
+        raise FileNotFoundError(f"{path} is not a complete grit_fast checkpoint (no {STATE_FILE})")
+    return torch.load(file, map_location="cpu", weights_only=False)
+
+
+def load_model_weights(model: Any, path: str | os.PathLike) -> None:
+    """Load the weights saved in checkpoint ``path`` into ``model`` (full model or LoRA adapter)."""
+    path = Path(path)
+    if hasattr(model, "peft_config"):
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(str(path / "adapter_model.safetensors")))
+        return
+    missing, unexpected = model.load_state_dict(saved_model_state(model, path), strict=False)
+    if missing or unexpected:
+        raise RuntimeError(
+            f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}"
+        )
+
+
+def saved_model_state(model: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """The full weights of checkpoint ``path`` keyed as ``model.state_dict()`` keys them."""
+    # save_pretrained writes the checkpoint format (keys may be renamed from the module tree), so
+    # load through from_pretrained, which knows the mapping.
+    dtype = next(model.parameters()).dtype
+    return type(model).from_pretrained(Path(path), dtype=dtype).state_dict()
+
+
+def save_trainer(trainer: Any) -> Path | None:
+    """``checkpoint-<step>`` of a :class:`~grit_fast.train.trainer.GritTrainer`: written by the main
+    process (under FSDP every process first helps gather the full state); all wait for it."""
+    from grit_fast import distributed
+    from grit_fast.train.setup import gather_full_state
+
+    path = model_state = optimizer_state = None
+    if trainer.fsdp:
+        model_state, optimizer_state = gather_full_state(trainer.model, trainer.optimizer)
+    if trainer.is_main:
+        state = {
+            "optimizer": optimizer_state or trainer.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict(),
+            "sampler": trainer.sampler.state_dict(),
+        }
+        path = save_checkpoint(
+            trainer.config.output_dir,
+            trainer.step,
+            trainer.model,
+            trainer.processor,
+            state,
+            trainer.config.to_dict(),
+            model_state,
+        )
+    distributed.barrier()
+    return path
+
+
+def resume_trainer(trainer: Any) -> None:
+    """Apply ``config.resume`` (None, "auto" or a checkpoint path) to a freshly built trainer."""
+    from grit_fast.train.setup import load_full_state
+
+    resume, output_dir = trainer.config.resume, trainer.config.output_dir
+    if resume is None:
+        return
+    path = latest_checkpoint(output_dir) if resume == "auto" else Path(resume)
+    if path is None:
+        logger.info("resume=auto: no checkpoint in %s, starting fresh", output_dir)
+        return
+    state = load_trainer_state(path)
+    if trainer.fsdp:
+        weights = saved_model_state(trainer.model, path)
+        load_full_state(trainer.model, trainer.optimizer, weights, state["optimizer"])
+    else:
+        load_model_weights(trainer.model, path)
+        trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.scheduler.load_state_dict(state["scheduler"])
+    trainer.sampler.load_state_dict(state["sampler"])
+    set_rng_state(state["rng"])
+    trainer.step = int(state["step"])
+    logger.info("resumed from %s at step %d", path, trainer.step)

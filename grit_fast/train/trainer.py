@@ -1,0 +1,393 @@
+"""GritTrainer: GRPO-GR on a vision-language model, read top to bottom.
+
+One step (GRIT_SPEC §3), for each of ``gradient_accumulation_steps`` micro-batches of
+``batch_size`` prompts (global; each process takes whole groups):
+
+1. rollout  - G completions per prompt (``grit_fast.train.rollout``);
+2. score    - GRPO-GR rewards of the decoded completions (``RewardScorer``), grounding IoU as a metric;
+3. advantage and loss - group-relative advantages fused with the clipped PG + KL loss on the
+   completion tokens' log-probs (``grit_fast.train.loss``, the ``grit_fast.ops`` kernels);
+4. step     - backward, gradient clipping, AdamW, LR schedule; ``num_iterations`` (μ) updates per
+   rollout, with the rollout's log-probs as the old policy when μ > 1.
+
+``GritTrainer(config, model=None, processor=None, records=None, judge=None, extra_reward=None)``:
+pass a model and processor to skip loading, records (dicts, :class:`GritRecord` or a JSONL path) to
+skip ``config.data``, a judge callable for ``answer_accuracy``, and ``extra_reward(texts, records) ->
+(N,) floats`` to add a reward of your own to the preset's total (logged as ``reward/extra``).
+Metrics go to ``output_dir/metrics.jsonl``; checkpoints to ``output_dir/checkpoint-<step>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from grit_fast import distributed
+from grit_fast.data import GritRecord, load_grit_jsonl, records_from_dicts
+from grit_fast.models import adapter_for, load_model
+from grit_fast.models.forward import model_inputs, token_logprobs
+from grit_fast.train import checkpoint
+from grit_fast.train.config import GritConfig
+from grit_fast.train.loss import LossSettings, PolicyLoss
+from grit_fast.train.metrics import (
+    PhaseClock,
+    nanmean,
+    rollout_metrics,
+    zero_advantage_fraction,
+)
+from grit_fast.train.metrics_log import MetricsLog
+from grit_fast.train.rollout import Rollout, generate_rollout, prompt_seed
+from grit_fast.train.setup import (
+    EpochSampler,
+    apply_lora,
+    build_optimizer,
+    enable_checkpointing,
+    full_tensor,
+    wrap_parallel,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _as_config(config: GritConfig | dict[str, Any] | str | os.PathLike) -> GritConfig:
+    if isinstance(config, GritConfig):
+        return config
+    if isinstance(config, dict):
+        return GritConfig.from_dict(config)
+    return GritConfig.from_file(config)
+
+
+def _records(data: Any, image_root: str | None) -> list[GritRecord]:
+    if isinstance(data, (str, os.PathLike)):
+        return load_grit_jsonl(data, image_root=image_root)
+    return records_from_dicts(data, image_root=image_root)
+
+
+class GritTrainer:
+    """GRPO-GR training of a Qwen2.5-VL or InternVL3 model; see the module docstring."""
+
+    def __init__(
+        self,
+        config: GritConfig | dict[str, Any] | str | os.PathLike,
+        model: Any = None,
+        processor: Any = None,
+        records: Sequence[Any] | str | os.PathLike | None = None,
+        judge: Any = None,
+        extra_reward: Callable[[list[str], list[GritRecord]], Sequence[float]] | None = None,
+    ) -> None:
+        from grit_fast.rewards import RewardScorer
+
+        self.config = cfg = _as_config(config)
+        distributed.init_from_env()
+        self.device = distributed.device()
+        self.is_main = distributed.is_main()
+        self.world = distributed.world_size()
+        if cfg.batch_size % self.world:
+            raise ValueError(
+                f"batch_size={cfg.batch_size} must be a multiple of the {self.world} processes"
+            )
+        if cfg.parallel == "fsdp" and cfg.lora and self.world > 1:
+            # The LoRA reference runs the model outside the sharded forward; LoRA fits with DDP.
+            raise NotImplementedError("lora=true with parallel=fsdp is not supported; use ddp")
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+
+        # Data first: a bad record should fail before minutes of model loading.
+        data = records if records is not None else cfg.data
+        if data is None:
+            raise ValueError("no training data: set `data` in the config or pass records=")
+        self.records = _records(data, cfg.image_root)
+        self.sampler = EpochSampler(len(self.records), cfg.seed)
+        self.log = MetricsLog(cfg.output_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
+
+        if (model is None) != (processor is None):
+            raise ValueError(
+                "pass both model and processor, or neither (then config.model is loaded)"
+            )
+        if model is None:
+            model, processor = load_model(
+                cfg.model, cfg.family, cfg.seed, cfg.min_pixels, cfg.max_pixels
+            )
+        self.processor = processor
+        family = model if cfg.family == "auto" else cfg.family
+        self.adapter = adapter_for(family, processor, cfg.min_pixels, cfg.max_pixels)
+        model.to(self.device)
+        # The frozen reference for the KL: a copy of the starting weights (LoRA: adapters disabled).
+        self.ref_model = None
+        if cfg.beta > 0 and not cfg.lora:
+            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+        if cfg.lora:
+            model = apply_lora(model, cfg)
+        if cfg.gradient_checkpointing:
+            enable_checkpointing(model)
+        self.model = model
+        self.model.train()
+
+        # auto and on: fused. On CPU its chunked path is also leaner and faster (benches/RESULTS.md,
+        # "Train step": N=8, T=128, V=151,665 fp32, 97 MiB and 6.8 s fwd+bwd vs 1,216 MiB and 8.2 s
+        # unfused).
+        fused = cfg.fused_loss in ("on", "auto")
+        self.loss_settings = LossSettings(
+            group_size=cfg.num_generations,
+            beta=cfg.beta,
+            eps_low=cfg.eps_low,
+            eps_high=cfg.eps_high,
+            loss_type=cfg.loss_type,
+            temperature=cfg.temperature,
+            scale_rewards=cfg.scale_rewards,
+            adv_eps=cfg.adv_eps,
+            fused=fused,
+        )
+        # policy_loss: generate / logprobs / loss of the model (under FSDP, sharded in place);
+        # policy: what runs the loss (DDP's wrapper around it, or it).
+        self.policy_loss = PolicyLoss(self.model, self.loss_settings)
+        self.policy = wrap_parallel(self.policy_loss, cfg, self.device)
+        self.fsdp = cfg.parallel == "fsdp" and distributed.is_distributed()
+        self.optimizer, self.scheduler = build_optimizer(
+            [p for p in self.model.parameters() if p.requires_grad], cfg
+        )
+        self.scorer = RewardScorer(
+            cfg.reward_preset,
+            judge=judge,
+            weights=cfg.reward_weights,
+            num_threads=cfg.reward_threads,
+            pad_token_id=self.adapter.pad_token_id,
+        )
+        self.extra_reward = extra_reward
+        self.step = 0
+        self._resume()
+
+    # ------------------------------------------------------------------ training
+    def train(self, steps: int | None = None) -> list[dict[str, float]]:
+        """Run until ``max_steps`` (or ``steps`` more steps); returns each step's metrics."""
+        cfg = self.config
+        end = cfg.max_steps if steps is None else min(cfg.max_steps, self.step + steps)
+        history = []
+        bar = tqdm(
+            total=end, initial=self.step, desc="grit", disable=not self.is_main, dynamic_ncols=True
+        )
+        while self.step < end:
+            metrics = self.training_step()
+            history.append(metrics)
+            if self.step % cfg.log_every == 0 or self.step == end:
+                self.log.log(self.step, metrics)
+            bar.set_postfix(
+                reward=f"{metrics['reward/mean']:.3f}",
+                iou=f"{metrics.get('grounding_iou', float('nan')):.3f}",
+                kl=f"{metrics['kl']:.4f}",
+                s=f"{metrics['time/step']:.2f}",
+            )
+            bar.update(1)
+            if cfg.save_every and self.step % cfg.save_every == 0:
+                self.save()
+        bar.close()
+        # At the end, unless that step was just saved (or no step ran: a finished run resumed).
+        saved = cfg.save_every and self.step % cfg.save_every == 0
+        if history and self.step == cfg.max_steps and not saved:
+            self.save()
+        return history
+
+    def training_step(self) -> dict[str, float]:
+        cfg, clock = self.config, PhaseClock()
+        rollouts = []
+        for micro in range(cfg.gradient_accumulation_steps):
+            records = self._local_records(micro)
+            with clock("generate"), self._autocast():
+                rollout = self._rollout(records, micro)
+            with clock("score"):
+                rewards, stats = self._score(rollout, records)
+            with clock("forward_backward"):
+                inputs = model_inputs(
+                    rollout.prompt_inputs, rollout.completion_ids, rollout.completion_mask
+                )
+                ref = self._ref_logprobs(inputs, rollout)
+                old = None
+                if cfg.num_iterations > 1:  # in the loss's precision, so the first ratio is 1
+                    with self._autocast():
+                        old = self.policy_loss.logprobs(inputs, rollout.completion_ids)
+            rollouts.append((rollout, inputs, rewards, old, ref, stats))
+
+        normalizer = self._token_normalizer(rollouts)
+        for _ in range(cfg.num_iterations):
+            outputs = []
+            for i, (rollout, inputs, rewards, old, ref, _) in enumerate(rollouts):
+                last = i == len(rollouts) - 1
+                sync = (
+                    contextlib.nullcontext()
+                    if last or not hasattr(self.policy, "no_sync")
+                    else self.policy.no_sync()
+                )
+                with clock("forward_backward"), sync, self._autocast():
+                    out = self.policy(
+                        inputs,
+                        rollout.completion_ids,
+                        rollout.completion_mask,
+                        rewards,
+                        old,
+                        ref,
+                        normalizer,
+                    )
+                    (out.loss / len(rollouts)).backward()
+                outputs.append(out)
+            with clock("optimizer"):
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    self.model.parameters(), cfg.max_grad_norm
+                )
+                self.optimizer.step()
+                lr = self.scheduler.get_last_lr()[0]  # the rate this update used
+                self.scheduler.step()
+                self.optimizer.zero_grad(set_to_none=True)
+
+        self.step += 1
+        metrics = self._metrics(rollouts, outputs, grad_norm, lr, clock)
+        if metrics["zero_advantage_group_fraction"] >= 1.0:
+            logger.warning(
+                "step %d: every group has equal rewards, so every advantage is 0 and nothing is "
+                "learned from this step (check the prompt suffix, the reward preset and the "
+                "sampling temperature)",
+                self.step,
+            )
+        return metrics
+
+    # ------------------------------------------------------------------ pieces
+    def _local_records(self, micro: int) -> list[tuple[int, GritRecord]]:
+        """(global position, record) of this process's whole groups in micro-batch ``micro``."""
+        cfg = self.config
+        indices = self.sampler.take(cfg.batch_size)
+        local = cfg.batch_size // self.world
+        start = distributed.rank() * local
+        base = micro * cfg.batch_size
+        return [(base + j, self.records[indices[j]]) for j in range(start, start + local)]
+
+    def _rollout(self, records: list[tuple[int, GritRecord]], micro: int) -> Rollout:
+        cfg = self.config
+        return generate_rollout(
+            self.policy_loss,
+            self.adapter,
+            [r.question for _, r in records],
+            [r.load_image() for _, r in records],
+            group_size=cfg.num_generations,
+            seeds=[prompt_seed(cfg.seed, self.step, pos) for pos, _ in records],
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_k=cfg.top_k,
+            top_p=cfg.top_p,
+            max_prompt_length=cfg.max_prompt_length,
+        )
+
+    def _score(
+        self, rollout: Rollout, records: list[tuple[int, GritRecord]]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        g = rollout.group_size
+        expanded = [r for _, r in records for _ in range(g)]
+        batch = self.scorer.score(
+            rollout.texts,
+            [r.answer for r in expanded],
+            [r.dataset for r in expanded],
+            questions=[r.question for r in expanded],
+            completion_ids=rollout.completion_ids.cpu(),
+        )
+        stats = rollout_metrics(batch, rollout, expanded, self.adapter)
+        total = np.asarray(batch.total, dtype=np.float64)
+        if self.extra_reward is not None:
+            extra = np.asarray(self.extra_reward(rollout.texts, expanded), dtype=np.float64)
+            if extra.shape != total.shape or not np.isfinite(extra).all():
+                raise ValueError(
+                    f"extra_reward must return {len(total)} finite numbers, got shape {extra.shape}"
+                )
+            total = total + extra
+            stats["reward/extra"] = float(extra.mean())
+            stats["reward/mean"] = float(total.mean())
+            stats["reward/std"] = float(total.std())
+            stats["zero_advantage_group_fraction"] = zero_advantage_fraction(
+                total, rollout.group_size
+            )
+        return torch.as_tensor(total, dtype=torch.float32, device=self.device), stats
+
+    def _ref_logprobs(
+        self, inputs: dict[str, torch.Tensor], rollout: Rollout
+    ) -> torch.Tensor | None:
+        if self.config.beta == 0:
+            return None
+        s, ids = self.loss_settings, rollout.completion_ids
+        with self._autocast():
+            if self.ref_model is not None:
+                return token_logprobs(self.ref_model, inputs, ids, s.temperature, s.fused)
+            with self.model.disable_adapter():  # LoRA: the base weights are the reference
+                return token_logprobs(self.model, inputs, ids, s.temperature, s.fused)
+
+    def _token_normalizer(self, rollouts: list) -> float | None:
+        """``loss_type=dapo``: the step's unmasked-token count over micro-batches and processes,
+        scaled so that the per-micro-batch mean and the gradient average over ranks give
+        Σ token losses / count."""
+        if self.config.loss_type != "dapo":
+            return None
+        local = sum(float(r[0].completion_mask.sum()) for r in rollouts)
+        per_rank = distributed.mean_over_ranks({"tokens": local})["tokens"]
+        return max(per_rank, 1.0) / len(rollouts)
+
+    def _autocast(self) -> Any:
+        if self.config.bf16 and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _metrics(
+        self, rollouts: list, outputs: list, grad_norm: torch.Tensor, lr: float, clock: PhaseClock
+    ) -> dict[str, float]:
+        keys = rollouts[0][5].keys()
+        local = {k: nanmean([r[5][k] for r in rollouts]) for k in keys}
+        local["loss"] = float(np.mean([o.loss.item() for o in outputs]))
+        local["kl"] = float(np.mean([o.kl.item() for o in outputs]))
+        local["clip_fraction"] = float(np.mean([o.clip_fraction.item() for o in outputs]))
+        advantages = torch.cat([o.advantages.detach().float().cpu() for o in outputs])
+        local["advantage/mean"] = advantages.mean().item()
+        local["advantage/std"] = advantages.std().item() if advantages.numel() > 1 else 0.0
+        local["advantage/abs_max"] = advantages.abs().max().item()
+        local["grad_norm"] = float(full_tensor(grad_norm))
+        local["lr"] = lr
+        local.update(clock.metrics())
+        return distributed.mean_over_ranks(local)
+
+    # ------------------------------------------------------------------ evaluation, checkpoints
+    @torch.no_grad()
+    def evaluate(
+        self,
+        records: Sequence[Any] | str | os.PathLike | None = None,
+        max_new_tokens: int | None = None,
+    ) -> dict[str, float]:
+        """Greedy completions for ``records`` (default ``config.eval_data``, else the training set):
+        mean reward, each component and grounding IoU (over samples with gt boxes)."""
+        cfg = self.config
+        data = records if records is not None else cfg.eval_data
+        items = self.records if data is None else _records(data, cfg.image_root)
+        rollout = generate_rollout(
+            self.policy_loss,
+            self.adapter,
+            [r.question for r in items],
+            [r.load_image() for r in items],
+            group_size=1,
+            seeds=[prompt_seed(cfg.seed, -1, i) for i in range(len(items))],
+            max_new_tokens=max_new_tokens or cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_k=cfg.top_k,
+            top_p=cfg.top_p,
+            do_sample=False,
+        )
+        _, stats = self._score(rollout, [(i, r) for i, r in enumerate(items)])
+        return {k: v for k, v in stats.items() if not k.startswith("zero_advantage")}
+
+    def save(self) -> Path | None:
+        """Write ``checkpoint-<step>`` (main process only; the others wait)."""
+        return checkpoint.save_trainer(self)
+
+    def _resume(self) -> None:
+        checkpoint.resume_trainer(self)
