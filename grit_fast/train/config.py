@@ -222,10 +222,6 @@ class GritConfig:
             )
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(GritConfig)}
 
 
