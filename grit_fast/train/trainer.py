@@ -37,7 +37,7 @@ from grit_fast.data import GritRecord, load_grit_jsonl, records_from_dicts
 from grit_fast.models import adapter_for, load_model
 from grit_fast.models.forward import model_inputs, token_logprobs
 from grit_fast.train import checkpoint
-from grit_fast.train.config import GritConfig
+from grit_fast.train.config import ConfigError, GritConfig
 from grit_fast.train.loss import LossSettings, PolicyLoss
 from grit_fast.train.metrics import (
     PhaseClock,
@@ -117,6 +117,12 @@ class GritTrainer:
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
 
+        if model is None and cfg.model is None:
+            raise ConfigError(
+                "no model to train: set `model` to a checkpoint folder (e.g. --set "
+                "model=path/to/Qwen2.5-VL-3B-Instruct), or to tiny:qwen2.5-vl / tiny:internvl3 "
+                "for a tiny random model on purpose"
+            )
         # Data first: a bad record should fail before minutes of model loading.
         data = records if records is not None else cfg.data
         if data is None:
