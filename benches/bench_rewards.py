@@ -3,11 +3,14 @@
     python -m pytest benches/bench_rewards.py --benchmark-group-by=group \
         --benchmark-columns=min,median,mean,ops
 
-Groups: ``score-official-10k`` (reference, compiled on 1 and 2 threads; judge included, as in
-training) and ``parse-10k``. The completions are generated deterministically: 100-1,500 characters,
-60% well-formed traces with boxes in several surface forms, 25% truncated at a random point, 15%
-garbled (repeated phrases, duplicated or missing tags, stray digits); token ids are a padded
-(N, 512) int64 array cut at the Qwen pad id.
+Groups, each with the reference (Python) and the compiled core on 1 and 2 threads, judge included
+as in training: ``score-official-10k-<form>`` for each form the token ids come in: ``array``, a
+padded (N, 512) int64 numpy array cut at the Qwen pad id; ``tensor``, the same as a torch tensor;
+``lists``, N Python lists of int as TRL hands them to reward functions (each row the generated ids
+up to and including the first pad, which stands for the EOS, mean ~121 ids); and ``parse-10k``.
+The completions are generated deterministically: 100-1,500 characters, 60% well-formed traces with
+boxes in several surface forms, 25% truncated at a random point, 15% garbled (repeated phrases,
+duplicated or missing tags, stray digits).
 """
 
 from __future__ import annotations
@@ -126,9 +129,30 @@ def realistic_batch(n: int = N, seed: int = 0):
     return completions, answers, datasets, ids
 
 
+def as_form(ids: np.ndarray, form: str):
+    """The padded ids as ``form``: the array, a torch tensor, or TRL's lists (ids to the first pad)."""
+    if form == "array":
+        return ids
+    if form == "tensor":
+        import torch
+
+        return torch.from_numpy(ids)
+    ends = np.minimum((ids != PAD).sum(axis=1) + 1, ids.shape[1])
+    return [row[:end].tolist() for row, end in zip(ids, ends, strict=True)]
+
+
+FORMS = ["array", "tensor", "lists"]
+
+
 @pytest.fixture(scope="module")
 def batch():
     return realistic_batch()
+
+
+@pytest.fixture(scope="module", params=FORMS)
+def form_batch(request, batch):
+    completions, answers, datasets, ids = batch
+    return request.param, (completions, answers, datasets, as_form(ids, request.param))
 
 
 def _score(batch, backend: str, threads: int):
@@ -138,40 +162,50 @@ def _score(batch, backend: str, threads: int):
         return scorer.score(completions, answers, datasets, completion_ids=ids)
 
 
-def _info(benchmark, machine, batch, backend, threads):
+def _info(benchmark, machine, batch, backend, threads, form="array"):
     lengths = [len(t) for t in batch[0]]
+    ids = batch[3]
     benchmark.extra_info.update(
         machine,
         backend=backend,
         threads=threads,
         completions=len(lengths),
         chars_mean=float(np.mean(lengths)),
-        ids_shape=list(batch[3].shape),
+        ids_form=form,
+        ids_shape=list(ids.shape) if hasattr(ids, "shape") else [len(ids), "ragged"],
+        ids_total=int(sum(map(len, ids))),
     )
 
 
-def test_outputs_agree(batch):
-    """Correctness once before timing: compiled == reference on the whole benchmark batch."""
+def test_outputs_agree(form_batch):
+    """Correctness once before timing: compiled == reference, bit for bit, for each id form."""
     if _dispatch.compiled_module() is None:
         pytest.skip("grit_fast._C is not built")
+    _, batch = form_batch
     ref, fast = _score(batch, "reference", 1), _score(batch, "fast", 2)
     for name in ref.components:
         np.testing.assert_array_equal(fast.components[name], ref.components[name], err_msg=name)
     np.testing.assert_array_equal(fast.total, ref.total)
 
 
-@pytest.mark.benchmark(group="score-official-10k")
-def test_score_reference(benchmark, batch, machine):
-    _info(benchmark, machine, batch, "reference", 1)
+def _group(benchmark, form: str) -> None:
+    benchmark.group = f"score-official-10k-{form}"
+
+
+def test_score_reference(benchmark, form_batch, machine):
+    form, batch = form_batch
+    _group(benchmark, form)
+    _info(benchmark, machine, batch, "reference", 1, form)
     benchmark.pedantic(_score, args=(batch, "reference", 1), rounds=3, iterations=1)
 
 
-@pytest.mark.benchmark(group="score-official-10k")
 @pytest.mark.parametrize("threads", [1, 2])
-def test_score_compiled(benchmark, batch, machine, threads):
+def test_score_compiled(benchmark, form_batch, machine, threads):
     if _dispatch.compiled_module() is None:
         pytest.skip("grit_fast._C is not built")
-    _info(benchmark, machine, batch, "compiled", threads)
+    form, batch = form_batch
+    _group(benchmark, form)
+    _info(benchmark, machine, batch, "compiled", threads, form)
     benchmark.pedantic(_score, args=(batch, "fast", threads), rounds=20, iterations=1)
 
 

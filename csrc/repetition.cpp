@@ -76,9 +76,10 @@ bool any_equal_8_apart(const std::int64_t* ids, std::size_t m) {
 
 }  // namespace
 
-double token_repeat_score(const std::int64_t* ids, std::size_t n, bool has_pad, std::int64_t pad) {
+std::optional<double> token_repeat_score(const std::int64_t* ids, std::size_t n, bool has_pad,
+                                         std::int64_t pad) {
   const std::size_t len = has_pad ? first_pad(ids, n, pad) : n;
-  if (len < 2 * kN) return 1.0;
+  if (len < 2 * kN) return std::nullopt;
   // Released: for j in range(len - 15) compare ids[j:j+8] with ids[j+8:j+16].
   const std::size_t comparisons = len - 2 * kN + 1;
   if (!any_equal_8_apart(ids, len - kN)) return 1.0;

@@ -4,11 +4,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 namespace grit {
 
-// 1 - (immediately repeated 8-grams) / (len - 15) over ids[:first pad] (all n ids when has_pad is false or no pad occurs), with
-// len - 15 comparisons; 1.0 when fewer than 16 ids remain.
-double token_repeat_score(const std::int64_t* ids, std::size_t n, bool has_pad, std::int64_t pad);
+// 1 - (immediately repeated 8-grams) / (len - 15) over ids[:first pad] (all n ids when has_pad is
+// false or no pad occurs), with len - 15 comparisons; nullopt when fewer than 16 ids remain (the
+// released reward then gives 0.5 outright).
+std::optional<double> token_repeat_score(const std::int64_t* ids, std::size_t n, bool has_pad,
+                                         std::int64_t pad);
 
 }  // namespace grit

@@ -345,18 +345,25 @@ double answer_format_reward(std::string_view completion) {
 
 namespace {
 
-double token_score(const RewardInput& in) {
-  return in.has_ids ? token_repeat_score(in.ids, in.num_ids, in.has_pad, in.pad_token_id) : 1.0;
-}
-
-double repetition_from(double word_score, double token_score) {
-  return (token_score - (1 - word_score)) * 0.5;
+// (s_tok - (1 - s_word)) * 0.5, from the text's words (scan_text with its word score) and the ids.
+// As released, fewer than 8 words or fewer than 16 ids left after the cut at the first pad give
+// 0.5 outright: the word factor is not applied then.
+double repetition_from(const TextScan& scan, const RewardInput& in) {
+  if (scan.words < 8) return 0.5;
+  double token_score = 1.0;
+  if (in.has_ids) {
+    const std::optional<double> score =
+        token_repeat_score(in.ids, in.num_ids, in.has_pad, in.pad_token_id);
+    if (!score) return 0.5;
+    token_score = *score;
+  }
+  return (token_score - (1 - scan.word_score)) * 0.5;
 }
 
 }  // namespace
 
 double repetition_reward(const RewardInput& in) {
-  return repetition_from(word_repeat_score(in.completion), token_score(in));
+  return repetition_from(scan_text(in.completion, true), in);
 }
 
 JudgeRequest judge_request(std::string_view completion, std::string_view dataset) {
@@ -384,7 +391,7 @@ OfficialRewards official_rewards(const RewardInput& in) {
   const TagScan& tags = scan.tags;
   r.answer_bleu = answer_bleu_reward(s, in.answer, tags.first[4]);
   r.answer_format = answer_format_from(tags);
-  r.repetition = repetition_from(scan.word_score, token_score(in));
+  r.repetition = repetition_from(scan, in);
   if (tags.first[2] != npos) {
     double reward = 0.0;
     if (scan.boxes > 0) reward += 0.5;

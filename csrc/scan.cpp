@@ -141,12 +141,12 @@ TextScan scan_text(std::string_view s, bool want_words) {
       words.add(b, word_bits_exact(s, i, n - i < 64 ? n - i : 64, pending, pending_word));
 #endif
   if (!boxes_exact) out.boxes = count_official_boxes(s.substr(0, out.tags.first[2]));
-  if (want_words)
+  if (want_words) {
+    out.words = words.words();
     out.word_score = words_detail::word_repeats(WordBits(s.data(), n, words.bits(), blocks),
                                                 s.data(), words.every8(), words.words());
+  }
   return out;
 }
-
-double word_repeat_score(std::string_view text) { return scan_text(text, true).word_score; }
 
 }  // namespace grit

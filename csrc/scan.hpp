@@ -18,11 +18,10 @@ struct TextScan {
   // 1 - (immediately repeated word 8-grams) / (len(words) - 8) over text.split(); 1.0 with at
   // most 8 words. Left at 1.0 unless asked for.
   double word_score = 1.0;
+  // len(text.split()). Left at 0 unless the word score is asked for.
+  std::size_t words = 0;
 };
 
 TextScan scan_text(std::string_view text, bool word_score);
-
-// scan_text(text, true).word_score.
-double word_repeat_score(std::string_view text);
 
 }  // namespace grit

@@ -1,6 +1,14 @@
-"""Stub of grit_fast._C, the compiled core. Private: call it through the grit_fast package."""
+"""Stub of grit_fast._C, the compiled core. Private: call it through the grit_fast package.
 
+One section per binding file of csrc/ (module.cpp, bindings_trace.cpp, bindings_rewards.cpp,
+bindings_judge.cpp, bindings_geometry.cpp).
+"""
+
+import numpy as np
+
+# module.cpp
 __version__: str
+unicode_version: str
 
 def default_num_threads() -> int:
     """Threads a batch call uses when num_threads <= 0 (GRIT_FAST_NUM_THREADS, else all cores)."""
@@ -8,11 +16,7 @@ def default_num_threads() -> int:
 def build_info() -> dict[str, object]:
     """Compiler and flags the extension was built with."""
 
-# ---- trace & rewards ----
-import numpy as np
-
-unicode_version: str
-
+# bindings_trace.cpp
 def parse_traces(
     texts: list[str], num_threads: int = 0
 ) -> tuple[
@@ -25,6 +29,7 @@ def parse_traces(
     str or None)); boxes and answer_boxes = (coords (K,4) float64, character spans (K,2) int64,
     offsets (N+1,) int64): trace i owns rows offsets[i]:offsets[i+1]. GIL released."""
 
+# bindings_rewards.cpp
 def score_rewards(
     completions: list[str],
     answers: list[str],
@@ -41,8 +46,9 @@ def score_rewards(
     predicted answers, and with ``rule_judge`` the rule judge's J scores (answer_accuracy then holds
     them binarised; without it answer_accuracy is left at 0 and the scores are None). GIL released."""
 
-def rule_scores(answers: list[str], predictions: list[str], num_threads: int = 0) -> np.ndarray:
-    """RuleJudge's scores, float64 (N,), of N answer/prediction pairs. GIL released."""
+def pack_ids(rows: object) -> tuple[np.ndarray, np.ndarray] | None:
+    """Rows that are lists or tuples of int (in a list or tuple) -> (flat int64 (T,), offsets int64
+    (N + 1,)), or None when a row is not a list or tuple or an id not an int in int64 range."""
 
 def bleu1(reference: str, hypothesis: str) -> float:
     """NLTK sentence BLEU-1 (no smoothing) of two texts after the official normalisation."""
@@ -50,9 +56,11 @@ def bleu1(reference: str, hypothesis: str) -> float:
 def python_int(text: str, max_str_digits: int) -> int | None:
     """Python's int(text) (saturated to about 2**62), or None where int() raises ValueError."""
 
-# ---- end trace & rewards ----
+# bindings_judge.cpp
+def rule_scores(answers: list[str], predictions: list[str], num_threads: int = 0) -> np.ndarray:
+    """RuleJudge's scores, float64 (N,), of N answer/prediction pairs. GIL released."""
 
-# ---- geometry ----
+# bindings_geometry.cpp
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of finite C-contiguous float64 boxes a (N, 4), b (M, 4) -> (N, M)."""
 
@@ -66,5 +74,3 @@ def grounding_iou_batch(
     """IoU of the union of each sample's predicted boxes with the union of its gt boxes, exact
     areas: float64 (N,), NaN without gt, 0.0 without prediction. Boxes (P, 4)/(G, 4) float64,
     offsets int64 (N + 1,). GIL released."""
-
-# ---- end geometry ----

@@ -8,7 +8,6 @@ processes and rank 0 computes the metrics once over all of them.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--batch-size", type=int, default=8, help="prompts per generate call")
     parser.add_argument("--max-new-tokens", type=int, default=1000, help="generation limit")
-    parser.add_argument("--sample", action="store_true", help="sample instead of greedy decoding")
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="sample from the model (temperature 1, every token) instead of greedy decoding",
+    )
     parser.add_argument(
         "--no-resume", action="store_true", help="discard generations of an earlier run in OUT"
     )
@@ -96,26 +99,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_judge_arguments(parser)
 
 
-def _init_distributed() -> None:
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return
-    import torch
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        cuda = torch.cuda.is_available()
-        if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl" if cuda else "gloo")
-
-
 def run(args: argparse.Namespace) -> int:
+    from grit_fast import distributed
     from grit_fast.data import GritDataError
     from grit_fast.eval.evaluation import evaluate
     from grit_fast.eval.predictions import PredictionError
 
     out = Path(args.out)
-    _init_distributed()
+    distributed.init_from_env()
     try:
         metrics = evaluate(
             args.model,
@@ -132,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     except (GritDataError, PredictionError, ValueError, OSError) as exc:
         print(f"grit-fast eval: {exc}")
         return 1
-    if int(os.environ.get("RANK", "0")) == 0:
+    if distributed.is_main():
         print(format_metrics(metrics))
         print(f"wrote {out / 'predictions.jsonl'} and {out / 'metrics.json'}")
     return 0

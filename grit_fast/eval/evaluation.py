@@ -20,13 +20,15 @@ import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from grit_fast.eval.metrics import compute_metrics
-from grit_fast.eval.predictions import PredictionError, read_jsonl, score_records, write_jsonl
+from grit_fast.eval.predictions import PredictionError, read_jsonl, score_records
+from grit_fast.jsonl import write_jsonl
 
-__all__ = ["evaluate", "score_predictions"]
+__all__ = ["EvalOptions", "evaluate", "evaluate_records", "score_predictions"]
 
 log = logging.getLogger(__name__)
 
@@ -71,23 +73,6 @@ def _write_json(path: Path, value: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(value, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _rank_world() -> tuple[int, int]:
-    try:
-        import torch.distributed as dist
-    except ImportError:
-        return 0, 1
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def _done(out: Path) -> dict[int, dict[str, Any]]:
@@ -149,38 +134,48 @@ def _sample_fields(record: Any, image_root: Any) -> dict[str, Any]:
     }
 
 
-def _completion_length(ids: Sequence[int], stops: set[int], pad: int) -> int:
-    """Tokens generated up to and including the first end token (padding excluded)."""
-    for k, token in enumerate(ids):
-        if token in stops:
-            return k + 1
-    return sum(1 for t in ids if t != pad)
-
-
-def _generate(model, adapter, records, max_new_tokens, do_sample) -> list[tuple[str, int, list]]:
-    import torch
+def _generate(
+    model, adapter, records, max_new_tokens: int, sample_seeds: list[int] | None, synced_gpus: bool
+) -> list[tuple[str, int, Any]]:
+    """(completion, generated tokens up to and including the end token, model frame) per record."""
+    from grit_fast.models.generation import generate_completions
+    from grit_fast.models.sampling import GroupSampler
 
     images = [r.load_image() for r in records]
-    batch = adapter.encode([r.question for r in records], images).to(model.device)
-    with torch.no_grad():
-        out = model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            do_sample=do_sample,
-            pad_token_id=adapter.pad_token_id,
-            eos_token_id=adapter.eos_token_ids,
-        )
-    new = out[:, batch["input_ids"].shape[1] :].tolist()
-    stops = set(adapter.eos_token_ids)
-    results = []
-    for ids, image in zip(new, images, strict=True):
-        n = _completion_length(ids, stops, adapter.pad_token_id)
-        text = adapter.tokenizer.decode(ids[:n], skip_special_tokens=True)
-        cut = text.find("</answer>")  # generation stops at this string (spec §1)
-        if cut >= 0:
-            text = text[: cut + len("</answer>")]
-        results.append((text, n, adapter.model_size(*image.size)))
-    return results
+    sampler = None
+    if sample_seeds is not None:  # the policy's own distribution: temperature 1, every token
+        device = next(model.parameters()).device
+        sampler = GroupSampler(sample_seeds, 1, temperature=1.0, top_k=0, device=device)
+    out = generate_completions(
+        model,
+        adapter,
+        [r.question for r in records],
+        images,
+        max_new_tokens=max_new_tokens,
+        sampler=sampler,
+        synced_gpus=synced_gpus,
+    )
+    sizes = [adapter.model_size(*image.size) for image in images]
+    return list(zip(out.texts, out.lengths, sizes, strict=True))
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How :func:`evaluate_records` generates and scores (see :func:`evaluate` for each field).
+
+    ``synced_gpus``: every process runs the same number of ``generate`` calls, each stepping until
+    all are done (a model sharded with FSDP all-gathers weights at every step).
+    """
+
+    judge: Any = None
+    batch_size: int = 8
+    max_new_tokens: int = 1000
+    do_sample: bool = False
+    seed: int = 0
+    resume: bool = True
+    preset: str = "official"
+    image_root: str | os.PathLike | None = None
+    synced_gpus: bool = False
 
 
 def evaluate(
@@ -202,18 +197,14 @@ def evaluate(
     ``model``: a local checkpoint directory, ``tiny:qwen2.5-vl`` / ``tiny:internvl3`` (a tiny random
     model, for trying the pipeline), or a loaded model (then pass ``processor``). ``data``: GRIT
     JSONL path(s) or records; ``image_root`` resolves relative image paths (default: each file's
-    directory). ``judge``: judge callable (default the rule judge). ``resume=False`` discards earlier
-    generations in ``out_dir``. ``device``: where to run; default: a model loaded from a directory
-    goes to ``cuda:$LOCAL_RANK`` when CUDA is available, an in-memory model stays where it is.
+    directory). ``judge``: judge callable (default the rule judge). Decoding is greedy;
+    ``do_sample=True`` samples from the model's own distribution (temperature 1, every token, a
+    seed per sample). ``resume=False`` discards earlier generations in ``out_dir``. ``device``:
+    where to run; default: a model loaded from a directory goes to ``cuda:$LOCAL_RANK`` when CUDA
+    is available, an in-memory model stays where it is.
     """
-    from tqdm.auto import tqdm
-
     from grit_fast.models import adapter_for
 
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out = Path(out_dir)
-    rank, world = _rank_world()
     records = _load_data(data, image_root)
     from_dir = isinstance(model, (str, os.PathLike))
     model, processor = _load_model(model, processor)
@@ -224,17 +215,50 @@ def evaluate(
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     if device is not None:
         model.to(device)
-    adapter = adapter_for(model, processor)
-    model.eval()
+    options = EvalOptions(
+        judge=judge,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        do_sample=do_sample,
+        resume=resume,
+        preset=preset,
+        image_root=image_root,
+    )
+    return evaluate_records(model, adapter_for(model, processor), records, out_dir, options)
+
+
+def evaluate_records(
+    model: Any,
+    adapter: Any,
+    records: Sequence[Any],
+    out_dir: str | os.PathLike,
+    options: EvalOptions = EvalOptions(),
+) -> dict[str, Any]:
+    """:func:`evaluate` of loaded ``records`` with ``model`` (anything with ``generate`` and
+    ``parameters``, e.g. the trainer's policy) and its ``adapter``."""
+    from tqdm.auto import tqdm
+
+    from grit_fast import distributed
+
+    if options.batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {options.batch_size}")
+    out = Path(out_dir)
+    rank, world = distributed.rank(), distributed.world_size()
     out.mkdir(parents=True, exist_ok=True)
-    if rank == 0 and not resume:
+    if rank == 0 and not options.resume:
         for path in out.glob(_PARTIAL_GLOB):
             path.unlink()
-    _barrier()
+    distributed.barrier()
     done = _done(out)
-    mine = [i for i in range(len(records)) if i % world == rank and i not in done]
     if done:
         log.info("resuming: %d of %d samples already generated", len(done), len(records))
+    todo = [
+        [i for i in range(len(records)) if i % world == r and i not in done] for r in range(world)
+    ]
+    mine = todo[rank]
+    size = options.batch_size
+    # Synced: as many generate calls on every rank (a rank out of samples repeats one, unwritten).
+    calls = -(-max(map(len, todo)) // size) if options.synced_gpus else -(-len(mine) // size)
     partial = out / f"generations.rank{rank}.jsonl"
     bar = tqdm(total=len(mine), desc=f"eval rank {rank}", disable=rank != 0, unit="sample")
     if partial.exists() and partial.stat().st_size > 0:
@@ -243,12 +267,19 @@ def evaluate(
             if f.read(1) != b"\n":
                 f.write(b"\n")  # end a line torn by an interruption before appending to it
     with partial.open("a", encoding="utf-8") as f:
-        for start in range(0, len(mine), batch_size):
-            chunk = mine[start : start + batch_size]
+        for call in range(calls):
+            chunk = mine[call * size : (call + 1) * size]
+            batch = chunk or [mine[-1] if mine else 0]
+            seeds = [options.seed * 1_000_003 + i for i in batch] if options.do_sample else None
             results = _generate(
-                model, adapter, [records[i] for i in chunk], max_new_tokens, do_sample
+                model,
+                adapter,
+                [records[i] for i in batch],
+                options.max_new_tokens,
+                seeds,
+                options.synced_gpus,
             )
-            for i, (text, n_tokens, model_size) in zip(chunk, results, strict=True):
+            for i, (text, n_tokens, model_size) in zip(chunk, results, strict=False):
                 row = {"index": i, "completion": text, "completion_tokens": n_tokens}
                 row["convention"] = adapter.coordinate_convention
                 row["model_size"] = None if model_size is None else list(model_size)
@@ -256,17 +287,18 @@ def evaluate(
             f.flush()
             bar.update(len(chunk))
     bar.close()
-    _barrier()
+    distributed.barrier()
     if rank == 0:
         generated = _done(out)
         missing = [i for i in range(len(records)) if i not in generated]
         if missing:
             raise PredictionError(f"{out}: no generation for samples {missing[:10]}")
         rows = [
-            {**_sample_fields(records[i], image_root), **generated[i]} for i in range(len(records))
+            {**_sample_fields(records[i], options.image_root), **generated[i]}
+            for i in range(len(records))
         ]
-        metrics = score_predictions(rows, judge=judge, out_dir=out, preset=preset)
-    _barrier()
+        metrics = score_predictions(rows, judge=options.judge, out_dir=out, preset=options.preset)
+    distributed.barrier()
     if rank != 0:
         metrics = json.loads((out / METRICS).read_text(encoding="utf-8"))
     return metrics

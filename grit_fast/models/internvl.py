@@ -129,6 +129,21 @@ class InternVLAdapter(ModelAdapter):
 
     family = "internvl3"
     coordinate_convention = "internvl"
+    model_types = ("internvl",)
+
+    @classmethod
+    def load(cls, path: Any, min_pixels: int, max_pixels: int) -> tuple[Any, Any]:
+        """The ``-hf`` model and its ``AutoProcessor`` (InternVL tiles; the pixel bounds are unused)."""
+        from transformers import AutoProcessor, InternVLForConditionalGeneration
+
+        model = InternVLForConditionalGeneration.from_pretrained(path, local_files_only=True)
+        return model, AutoProcessor.from_pretrained(path, local_files_only=True)
+
+    @classmethod
+    def build_tiny(cls, seed: int = 0, **kwargs: Any) -> tuple[Any, Any]:
+        from grit_fast.models.tiny import build_tiny_internvl3
+
+        return build_tiny_internvl3(seed=seed, **kwargs)
 
     def image_inputs(self, images: list[Any]) -> dict[str, Any]:
         # InternVLProcessor tiles by default; follow the image processor's own setting instead.

@@ -71,10 +71,45 @@ def build_processor(
 
 
 class Qwen2_5_VLAdapter(ModelAdapter):
-    """Qwen2.5-VL (``Qwen2_5_VLForConditionalGeneration``): boxes in resized-image pixels."""
+    """Qwen2.5-VL (``Qwen2_5_VLForConditionalGeneration``): boxes in resized-image pixels.
+
+    ``min_pixels``/``max_pixels`` default to the processor's own resize bounds."""
 
     family = FAMILY
     coordinate_convention = "qwen2.5-vl"
+    model_types = ("qwen2_5_vl", "qwen2_vl")
+
+    def __init__(
+        self, processor: Any, min_pixels: int | None = None, max_pixels: int | None = None
+    ):
+        size = getattr(getattr(processor, "image_processor", None), "size", None)
+        if min_pixels is None:
+            min_pixels = getattr(size, "shortest_edge", None)
+        if max_pixels is None:
+            max_pixels = getattr(size, "longest_edge", None)
+        super().__init__(processor, min_pixels, max_pixels)
+
+    @classmethod
+    def load(cls, path: Any, min_pixels: int, max_pixels: int) -> tuple[Any, Any]:
+        """The model, and an image-only processor (no torchvision) around the folder's tokenizer
+        and chat template (``chat_template.jinja``; else the offline one)."""
+        from pathlib import Path
+
+        from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
+
+        path = Path(path)
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        processor = build_processor(tokenizer, min_pixels, max_pixels)
+        template = path / "chat_template.jinja"
+        processor.chat_template = template.read_text() if template.is_file() else CHAT_TEMPLATE
+        return model, processor
+
+    @classmethod
+    def build_tiny(cls, seed: int = 0, **kwargs: Any) -> tuple[Any, Any]:
+        from grit_fast.models.tiny import build_tiny_qwen2_5_vl
+
+        return build_tiny_qwen2_5_vl(seed=seed, **kwargs)
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """(W', H') of an original W x H image after the processor's resize."""

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from grit_fast import _dispatch
-from grit_fast.rewards import judge, reference
-from grit_fast.rewards.trace import Trace
+from grit_fast.rewards import reference, reference_judge
+from grit_fast.rewards.presets import PAD_TOKEN_ID
+from grit_fast.rewards.results import Trace
 
 
 def _tables_match() -> bool:
@@ -62,7 +63,7 @@ def score_rewards(
     datasets: list[str],
     completion_ids: tuple[np.ndarray, np.ndarray] | None = None,
     preset: str = "official",
-    pad_token_id: int | None = reference.PAD_TOKEN_ID,
+    pad_token_id: int | None = PAD_TOKEN_ID,
     num_threads: int = 0,
     rule_judge: bool = False,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], np.ndarray | None]:
@@ -103,11 +104,17 @@ def score_rewards(
     return components, index, predictions, scores
 
 
+def pack_ids(rows: object) -> tuple[np.ndarray, np.ndarray] | None:
+    """Compiled twin of the numpy path of :func:`grit_fast.rewards.score.pack_completion_ids` for
+    lists or tuples of rows of ``int``: ``(flat, offsets)`` int64, or None for any other input."""
+    return _dispatch.require_compiled().pack_ids(rows)
+
+
 def rule_scores(answers: list[str], predictions: list[str]) -> list[float]:
-    """Compiled twin of :class:`grit_fast.rewards.judge.RuleJudge`'s scores."""
+    """Compiled twin of :func:`grit_fast.rewards.reference_judge.rule_score` over a batch."""
     scores = _dispatch.require_compiled().rule_scores(answers, predictions, 1).tolist()
     for i in _foreign(answers) + _foreign(predictions):
-        scores[i] = judge.rule_score(answers[i], predictions[i])
+        scores[i] = reference_judge.rule_score(answers[i], predictions[i])
     return scores
 
 

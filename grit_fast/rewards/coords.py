@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from grit_fast.rewards._geometry_checks import as_boxes
+
 __all__ = ["CONVENTIONS", "qwen_resized_size", "to_image_pixels"]
 
 CONVENTIONS = ("qwen2.5-vl", "internvl", "pixels")
@@ -73,8 +75,6 @@ def to_image_pixels(boxes, convention: str, image_size, model_size=None) -> np.n
     model saw, used by ``"qwen2.5-vl"`` only; when None it is ``qwen_resized_size(*image_size)`` with
     GRIT's defaults (pass it when the processor used other min/max pixels).
     """
-    from grit_fast.rewards._geometry_checks import as_boxes
-
     if convention not in CONVENTIONS:
         raise ValueError(f"unknown box convention {convention!r}; expected one of {CONVENTIONS}")
     boxes = as_boxes(boxes, "boxes")

@@ -15,7 +15,8 @@ released GRIT reward functions line by line, quirks included (spec §2):
 Deviations from the released code, all following the spec: the BLEU term is weighted 0.1; the box
 pattern is ``\\b\\d+,\\s*\\d+,\\s*\\d+,\\s*\\d+\\b``; the tallyqa count bonus looks at each sample's own
 dataset (the released code looked at the batch's first); a tallyqa answer that ``int()`` rejects
-gets no count bonus instead of crashing; without ``completion_ids`` the token factor is 1.
+gets no count bonus instead of crashing; without ``completion_ids`` the token factor is 1 (with
+them, fewer than 16 ids after the cut give 0.5, as released).
 """
 
 from __future__ import annotations
@@ -28,9 +29,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from grit_fast.rewards.trace import Trace
+from grit_fast.rewards.presets import (
+    BLEU_WEIGHT,
+    COMPONENTS,
+    COUNTING_DATASETS,
+    NGRAM,
+    OFFICIAL_BOX_PATTERN,
+    PAD_TOKEN_ID,
+    TAGS,
+)
+from grit_fast.rewards.results import Trace
 
-OFFICIAL_BOX_PATTERN = re.compile(r"\b\d+,\s*\d+,\s*\d+,\s*\d+\b")
 _NON_ALNUM = re.compile(r"[^a-zA-Z0-9\s]")
 
 # Structured boxes: four ASCII numbers separated by commas (ASCII blanks around them). The look-around
@@ -42,23 +51,6 @@ STRUCTURED_BOX_PATTERN = re.compile(
 )
 _LABEL_PATTERN = re.compile(r'"label"[ \t\n\r\f\v]*:[ \t\n\r\f\v]*"([^"]*)"')
 _BLANKS = " \t\n\r\f\v"
-TAGS = ("<think>", "</think>", "<rethink>", "</rethink>", "<answer>", "</answer>")
-
-NGRAM = 8
-PAD_TOKEN_ID = 151643
-BLEU_WEIGHT = 0.1
-COUNTING_DATASETS = ("tallyqa",)
-COMPONENTS = {
-    "official": (
-        "answer_accuracy",
-        "answer_bleu",
-        "answer_format",
-        "repetition",
-        "grounding_format",
-        "think_format",
-    ),
-    "paper": ("format", "count", "answer_accuracy", "answer_bleu"),
-}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -256,19 +248,24 @@ def _repeat_score(seq: Sequence, last_start: int) -> float:
 
 
 def repetition(completion: str, ids: Sequence[int] | None, pad_token_id: int | None) -> float:
-    """(s_tok - (1 - s_word)) / 2 in [-0.5, 0.5]; each s is 1 - (repeated 8-gram pairs / pairs)."""
-    word_score = 1.0
+    """(s_tok - (1 - s_word)) / 2 in [-0.5, 0.5]; each s is 1 - (repeated 8-gram pairs / pairs).
+
+    0.5 outright for fewer than 8 words, or for fewer than 16 ids left after the cut at the first
+    pad: the released code returns there before the word factor is applied.
+    """
     words = completion.split()
-    if completion != "" and len(words) >= NGRAM:
-        # The released loop runs to len - 8, so its last pairs compare against a short tail.
-        word_score = _repeat_score(words, len(words) - NGRAM)
+    if len(words) < NGRAM:
+        return 0.5
+    # The released loop runs to len - 8, so its last pairs compare against a short tail.
+    word_score = _repeat_score(words, len(words) - NGRAM)
     token_score = 1.0
     if ids is not None:
         ids = list(ids)
         if pad_token_id is not None and pad_token_id in ids:
             ids = ids[: ids.index(pad_token_id)]
-        if len(ids) >= 2 * NGRAM:
-            token_score = _repeat_score(ids, len(ids) - 2 * NGRAM + 1)
+        if len(ids) < 2 * NGRAM:
+            return 0.5
+        token_score = _repeat_score(ids, len(ids) - 2 * NGRAM + 1)
     return (token_score - (1 - word_score)) * 0.5
 
 

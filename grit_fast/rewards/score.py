@@ -20,35 +20,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from grit_fast import _dispatch
-from grit_fast.rewards import reference
+from grit_fast.rewards import _fast, reference
 from grit_fast.rewards.judge import Judge, RuleJudge, validate_scores
+from grit_fast.rewards.presets import COMPONENTS, PAD_TOKEN_ID, PRESETS
+from grit_fast.rewards.results import RewardBatch
 
-PRESETS = tuple(reference.COMPONENTS)
-
-
-@dataclass(frozen=True)
-class RewardBatch:
-    """Rewards of N completions.
-
-    ``total`` (N,) float64; ``components`` name -> (N,) float64 (weights not applied);
-    ``judged`` (J,) int64: the samples the judge scored; ``judge_scores`` (J,) float64: its raw scores
-    (before binarising; their mean x 100 is the paper's ACC); ``predictions``: the J predicted answers.
-    """
-
-    total: np.ndarray
-    components: dict[str, np.ndarray]
-    judged: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    judge_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
-    predictions: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.total)
+__all__ = ["PRESETS", "RewardBatch", "RewardScorer", "pack_completion_ids"]
 
 
 def _strings(values: Any, name: str, n: int | None) -> list[str]:
@@ -70,17 +52,48 @@ def _check_str_items(values: list[str], name: str) -> None:
             raise TypeError(f"{name}[{i}] must be a str, got {type(v).__name__}")
 
 
+_INT64 = np.iinfo(np.int64)
+
+
 def _as_int_array(value: Any, name: str) -> np.ndarray:
     if hasattr(value, "detach"):  # a torch tensor, converted without importing torch
         value = value.detach().cpu().numpy()
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # ragged: a sequence among the ids
+        raise _bad_ids(value, None, name) from None
     if arr.size and not (np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.bool_):
-        raise TypeError(f"{name} must hold integer token ids, got dtype {arr.dtype}")
+        raise _bad_ids(value, arr, name)
+    if arr.size and arr.dtype == np.uint64 and arr.max() > _INT64.max:
+        raise _bad_ids(value, arr, name)
     return arr.astype(np.int64, copy=False)
 
 
-def pack_completion_ids(completion_ids: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(flat, offsets)`` int64 from a 2-D array/tensor (N, T) or N 1-D sequences of ids."""
+def _bad_ids(value: Any, arr: np.ndarray | None, name: str) -> Exception:
+    """The error for ids that are not all int64 integers: the first bad id of a list, else the dtype."""
+    if isinstance(value, (list, tuple)):
+        for j, v in enumerate(value):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                return TypeError(
+                    f"{name}[{j}] is {v!r} ({type(v).__name__}); expected an integer token id"
+                )
+            if not _INT64.min <= v <= _INT64.max:
+                return ValueError(f"{name}[{j}] is {v}, beyond int64")
+    if arr is not None and arr.dtype == np.uint64:
+        return ValueError(f"{name} holds the id {arr.max()}, beyond int64")
+    dtype = "ragged rows" if arr is None else f"dtype {arr.dtype}"
+    return TypeError(f"{name} must hold integer token ids, got {dtype}")
+
+
+def pack_completion_ids(
+    completion_ids: Any, n: int, compiled: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(flat, offsets)`` int64 from a 2-D array/tensor (N, T) or N 1-D sequences of ids.
+
+    With ``compiled``, rows that are lists or tuples of ``int`` (what TRL hands reward functions)
+    are packed by the compiled core in one pass; anything else, and every error, takes the numpy
+    path below, so both give the same arrays.
+    """
     if hasattr(completion_ids, "ndim") and completion_ids.ndim == 2:
         arr = _as_int_array(completion_ids, "completion_ids")
         if arr.shape[0] != n:
@@ -93,6 +106,9 @@ def pack_completion_ids(completion_ids: Any, n: int) -> tuple[np.ndarray, np.nda
         )
     if isinstance(completion_ids, (str, bytes)):
         raise TypeError("completion_ids must be token ids, got a string")
+    packed = _fast.pack_ids(completion_ids) if compiled else None
+    if packed is not None and len(packed[1]) == n + 1:
+        return packed
     try:
         rows = list(completion_ids)
     except TypeError:
@@ -120,7 +136,10 @@ class RewardScorer:
     :class:`RuleJudge`). ``weights``: component name -> factor (default 1; an unknown name is a
     ValueError). ``num_threads``: compiled-core threads (0 = ``GRIT_FAST_NUM_THREADS`` or all cores).
     ``pad_token_id``: token ids are cut at its first occurrence for the repetition reward (None:
-    not cut). Without ``completion_ids`` the token factor of the repetition reward is 1.
+    not cut). Without ``completion_ids`` the token factor of the repetition reward is 1; with them,
+    fewer than 16 ids after the cut give 0.5 outright, as do texts of fewer than 8 words (as
+    released). ``completion_ids``: a 2-D (N, T) array or tensor, or N rows of ints (lists of int,
+    as TRL passes them, are packed in the compiled core).
     """
 
     def __init__(
@@ -129,7 +148,7 @@ class RewardScorer:
         judge: Judge | None = None,
         weights: Mapping[str, float] | None = None,
         num_threads: int = 0,
-        pad_token_id: int | None = reference.PAD_TOKEN_ID,
+        pad_token_id: int | None = PAD_TOKEN_ID,
     ) -> None:
         if preset not in PRESETS:
             raise ValueError(f"preset {preset!r} is not a reward preset; expected one of {PRESETS}")
@@ -137,7 +156,7 @@ class RewardScorer:
             raise TypeError(f"judge must be callable, got {type(judge).__name__}")
         self.preset = preset
         self.judge = RuleJudge() if judge is None else judge
-        self.components = reference.COMPONENTS[preset]
+        self.components = COMPONENTS[preset]
         self.weights = {name: 1.0 for name in self.components}
         for name, w in (weights or {}).items():
             if name not in self.weights:
@@ -170,7 +189,8 @@ class RewardScorer:
         datasets = _strings(datasets, "datasets", n)
         if questions is not None:
             questions = _strings(questions, "questions", n)
-        ids = None if completion_ids is None else pack_completion_ids(completion_ids, n)
+        fast = _dispatch.use_fast("score_rewards")
+        ids = None if completion_ids is None else pack_completion_ids(completion_ids, n, fast)
         args = (
             completions,
             answers,
@@ -181,9 +201,7 @@ class RewardScorer:
             self.num_threads,
         )
         scores = None
-        if _dispatch.use_fast("score_rewards"):
-            from grit_fast.rewards import _fast
-
+        if fast:
             # A plain RuleJudge runs inside the compiled pass: no per-sample Python objects.
             rule_judge = type(self.judge) is RuleJudge and _dispatch.use_fast("rule_judge")
             components, judged, predictions, scores = _fast.score_rewards(

@@ -29,56 +29,13 @@ pixels with the geometry helpers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-
-import numpy as np
 
 from grit_fast import _dispatch
+from grit_fast.rewards import _fast, reference
+from grit_fast.rewards.presets import TAGS
+from grit_fast.rewards.results import Trace
 
-TAGS = ("<think>", "</think>", "<rethink>", "</rethink>", "<answer>", "</answer>")
-
-
-@dataclass(eq=False, slots=True)
-class Trace:
-    """One parsed completion. Offsets are Python character indices into the completion."""
-
-    think: str | None
-    rethink: str | None
-    answer: str | None
-    boxes: np.ndarray  # (K, 4) float64, x1 y1 x2 y2 as written
-    spans: np.ndarray  # (K, 2) int64 [start, end)
-    labels: tuple[str | None, ...]  # (K,)
-    answer_boxes: np.ndarray  # (M, 4) float64
-    answer_spans: np.ndarray  # (M, 2) int64
-    tag_counts: dict[str, int] = field(default_factory=dict)  # occurrences of each of TAGS
-    tag_order: tuple[str, ...] = ()  # the tags present, by first occurrence
-    official_box_count: int = 0
-    answer_labels: tuple[str | None, ...] = ()  # (M,) labels of the answer's boxes
-
-    @property
-    def well_formed(self) -> bool:
-        """Each tag exactly once, in the order think, /think, rethink, /rethink, answer."""
-        expected = TAGS if self.tag_counts.get("</answer>") else TAGS[:5]
-        return self.tag_order == expected and all(self.tag_counts[t] == 1 for t in expected)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Trace):
-            return NotImplemented
-        return (
-            (self.think, self.rethink, self.answer, self.labels, self.answer_labels)
-            == (other.think, other.rethink, other.answer, other.labels, other.answer_labels)
-            and self.tag_counts == other.tag_counts
-            and self.tag_order == other.tag_order
-            and self.official_box_count == other.official_box_count
-            and _same(self.boxes, other.boxes)
-            and np.array_equal(self.spans, other.spans)
-            and _same(self.answer_boxes, other.answer_boxes)
-            and np.array_equal(self.answer_spans, other.answer_spans)
-        )
-
-
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+__all__ = ["TAGS", "Trace", "parse_trace", "parse_traces"]
 
 
 def _check_texts(texts: Sequence[str], what: str = "texts") -> list[str]:
@@ -95,11 +52,7 @@ def parse_traces(texts: Sequence[str], num_threads: int = 0) -> list[Trace]:
     """Parse a batch of completions (compiled core, ``num_threads`` threads; 0 = default)."""
     texts = _check_texts(texts)
     if _dispatch.use_fast("parse_traces"):
-        from grit_fast.rewards import _fast
-
         return _fast.parse_traces(texts, num_threads)
-    from grit_fast.rewards import reference
-
     return reference.parse_traces(texts, num_threads)
 
 

@@ -66,6 +66,11 @@ class PolicyLoss(nn.Module):
             hidden, head, ids, rewards, mask, old_logp, ref_logp, self.settings, normalizer
         )
 
+    @property
+    def module(self) -> nn.Module:
+        """The wrapped model, so :func:`grit_fast.models.forward.unwrap` sees through this wrapper."""
+        return self.model
+
     def generate(self, **kwargs: Any) -> torch.Tensor:
         """``model.generate`` (under FSDP a registered forward method, so it unshards the root)."""
         return self.model.generate(**kwargs)

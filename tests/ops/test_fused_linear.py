@@ -23,7 +23,6 @@ from grit_fast import _dispatch, backend  # noqa: E402
 from grit_fast.ops import fused_linear as FL  # noqa: E402
 from grit_fast.ops import fused_linear_grpo_loss, fused_linear_log_probs  # noqa: E402
 from grit_fast.ops import reference_fused_linear as twin  # noqa: E402
-
 from tests.conftest import require_triton_interpreter  # noqa: E402
 
 N, T, H, V, G = 6, 13, 24, 1001, 3  # R = N·T = 78 rows

@@ -20,7 +20,6 @@ from grit_fast.ops import (  # noqa: E402
     reference,
     selective_log_softmax,
 )
-
 from tests.conftest import require_triton_interpreter  # noqa: E402
 
 N, G, T, V = 6, 3, 37, 1000

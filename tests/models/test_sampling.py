@@ -1,4 +1,4 @@
-"""Top-k group sampling (grit_fast.train.sampling) against Hugging Face's own sampling warpers, and the
+"""Top-k group sampling (grit_fast.models.sampling) against Hugging Face's own sampling warpers, and the
 rollout property it exists for: a prompt's samples do not depend on the other prompts in the call."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from transformers import (  # noqa: E402
 )
 
 from grit_fast.models import adapter_for, build_tiny_qwen2_5_vl  # noqa: E402
+from grit_fast.models.sampling import GroupSampler, candidate_probs  # noqa: E402
 from grit_fast.train.rollout import generate_rollout  # noqa: E402
-from grit_fast.train.sampling import GroupSampler, candidate_probs  # noqa: E402
 
 
 def hf_probs(scores, temperature, top_k, top_p):
