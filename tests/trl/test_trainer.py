@@ -100,7 +100,7 @@ def text_parts():
     return config, build_qwen2_5_tokenizer(), dataset
 
 
-def _text_trainer(text_parts, tmp_path, cls=GritGRPOTrainer, **overrides):
+def _text_trainer(text_parts, tmp_path, cls=GritGRPOTrainer, peft_config=None, **overrides):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     config, tokenizer, dataset = text_parts
@@ -113,6 +113,7 @@ def _text_trainer(text_parts, tmp_path, cls=GritGRPOTrainer, **overrides):
         reward_funcs=[diversity],
         train_dataset=dataset,
         processing_class=tokenizer,
+        peft_config=peft_config,
     )
 
 
@@ -149,7 +150,7 @@ def _loss_grads_metrics(compute_loss, trainer, inputs):
     trainer._metrics["train"].clear()
     loss = compute_loss(trainer, trainer.model, inputs)
     loss.backward()
-    grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters()}
+    grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     return loss.detach(), grads, dict(trainer._metrics["train"])
 
 
@@ -185,6 +186,23 @@ def test_loss_equals_trl_every_loss_type(
     for name, values in want_metrics.items():
         assert got[2][name] == pytest.approx(values, rel=1e-5, abs=1e-7, nan_ok=True), name
     assert 0 < want_metrics["clip_ratio/region_mean"][0] < 1  # the clip really acts
+
+
+def test_lora_loss_equals_trl(text_parts, tmp_path):
+    """With a PEFT model the patched forward sits under PEFT's wrappers, as TRL's fused head does."""
+    peft = pytest.importorskip("peft", reason="the LoRA case needs peft")
+    lora = peft.LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    trainer = _text_trainer(text_parts, tmp_path, peft_config=lora, loss_type="bnpo")
+    trainer.model.train()
+    trainer.current_gradient_accumulation_steps = 1
+    inputs = _inputs(trainer, 0.0, False, False)
+    want = _loss_grads_metrics(GRPOTrainer._compute_loss, trainer, inputs)
+    got = _loss_grads_metrics(GritGRPOTrainer._compute_loss, trainer, inputs)
+    torch.testing.assert_close(got[0], want[0], rtol=1e-5, atol=1e-7)
+    assert want[1] and all("lora_" in name for name in want[1])
+    for name, grad in want[1].items():
+        torch.testing.assert_close(got[1][name], grad, rtol=1e-4, atol=1e-7, msg=name)
+    assert any(g.abs().sum() > 0 for g in got[1].values())
 
 
 @pytest.mark.parametrize(
