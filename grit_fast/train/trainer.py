@@ -168,6 +168,7 @@ class GritTrainer:
             scale_rewards=cfg.scale_rewards,
             adv_eps=cfg.adv_eps,
             fused=fused,
+            max_completion_length=cfg.max_new_tokens,
         )
         # policy_loss: generate / logprobs / loss of the model (under FSDP, sharded in place);
         # policy: what runs the loss (DDP's wrapper around it, or it).
