@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from grit_fast import distributed
-from grit_fast.data import GritRecord, load_grit_jsonl, records_from_dicts
+from grit_fast.data import GritRecord, load_grit_files, records_from_dicts
 from grit_fast.models import adapter_for, load_model
 from grit_fast.models.forward import model_inputs, token_logprobs
 from grit_fast.train import checkpoint
@@ -69,10 +69,17 @@ def _as_config(config: GritConfig | dict[str, Any] | str | os.PathLike) -> GritC
     return GritConfig.from_file(config)
 
 
-def _records(data: Any, image_root: str | None) -> list[GritRecord]:
-    if isinstance(data, (str, os.PathLike)):
-        return load_grit_jsonl(data, image_root=image_root)
-    return records_from_dicts(data, image_root=image_root)
+def _is_paths(data: Any) -> bool:
+    paths = data if isinstance(data, (list, tuple)) else [data]
+    return bool(paths) and all(isinstance(p, (str, os.PathLike)) for p in paths)
+
+
+def _records(data: Any, image_root: Any, exif_transpose: bool = True) -> list[GritRecord]:
+    """Records of JSONL file(s) (each with its image root: ``load_grit_files``) or of in-memory
+    records (dicts or :class:`GritRecord`)."""
+    if _is_paths(data):
+        return load_grit_files(data, image_root, exif_transpose=exif_transpose)
+    return records_from_dicts(data, image_root=image_root, exif_transpose=exif_transpose)
 
 
 @dataclass
@@ -127,7 +134,7 @@ class GritTrainer:
         data = records if records is not None else cfg.data
         if data is None:
             raise ValueError("no training data: set `data` in the config or pass records=")
-        self.records = _records(data, cfg.image_root)
+        self.records = _records(data, cfg.image_root, cfg.exif_transpose)
         self.sampler = EpochSampler(len(self.records), cfg.seed)
         self.log = MetricsLog(cfg.output_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
 
@@ -403,7 +410,7 @@ class GritTrainer:
 
         cfg = self.config
         data = records if records is not None else cfg.eval_data
-        items = self.records if data is None else _records(data, cfg.image_root)
+        items = self.records if data is None else _records(data, cfg.image_root, cfg.exif_transpose)
         out = Path(cfg.output_dir) / "eval" / f"step-{self.step}" if out_dir is None else out_dir
         options = EvalOptions(
             judge=self.judge,
