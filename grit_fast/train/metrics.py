@@ -82,6 +82,27 @@ def grounding_ious(texts: list[str], records: list[Any], adapter: Any) -> np.nda
     return np.asarray(grounding_iou_batch(preds, gts), dtype=np.float64)
 
 
+def eval_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers of an evaluation (``{"overall": …, "datasets": {name: …}}``) as one flat
+    ``metrics.jsonl`` row: ``eval/<key>`` overall, ``eval/<dataset>/<key>`` per dataset, nested
+    groups joined by ``/`` (``eval/rewards/think_format``); None (nothing to average) is NaN."""
+    out: dict[str, float] = {}
+
+    def add(prefix: str, values: Any) -> None:
+        if isinstance(values, dict):
+            for key, value in values.items():
+                add(f"{prefix}/{key}", value)
+        elif values is None:
+            out[prefix] = float("nan")
+        elif isinstance(values, (int, float)):
+            out[prefix] = float(values)
+
+    add("eval", result.get("overall", {}))
+    for name, values in result.get("datasets", {}).items():
+        add(f"eval/{name}", values)
+    return out
+
+
 def rollout_metrics(batch: Any, rollout: Any, records: list[Any], adapter: Any) -> dict[str, float]:
     """Scalars of one scored rollout (``batch``: a RewardBatch, ``records``: one per completion)."""
     total = np.asarray(batch.total)

@@ -36,11 +36,13 @@ from grit_fast import distributed
 from grit_fast.data import GritRecord, load_grit_files, records_from_dicts
 from grit_fast.models import adapter_for, load_model
 from grit_fast.models.forward import model_inputs, token_logprobs
+from grit_fast.models.internvl import jpeg_augment
 from grit_fast.train import checkpoint
 from grit_fast.train.config import ConfigError, GritConfig
 from grit_fast.train.loss import LossSettings, PolicyLoss
 from grit_fast.train.metrics import (
     PhaseClock,
+    eval_metrics,
     nanmean,
     rollout_metrics,
     zero_advantage_fraction,
@@ -54,6 +56,7 @@ from grit_fast.train.setup import (
     enable_checkpointing,
     full_tensor,
     gather_full_state,
+    judge_for,
     load_full_state,
     wrap_parallel,
 )
@@ -148,7 +151,15 @@ class GritTrainer:
             )
         self.processor = processor
         family = model if cfg.family == "auto" else cfg.family
-        self.adapter = adapter_for(family, processor, cfg.min_pixels, cfg.max_pixels)
+        self.adapter = adapter_for(
+            family,
+            processor,
+            cfg.min_pixels,
+            cfg.max_pixels,
+            generation_header=cfg.generation_header,
+            max_tiles=cfg.max_tiles,
+            double_resize=cfg.qwen_double_resize,
+        )
         model.to(self.device)
         # The frozen reference for the KL: a copy of the starting weights (LoRA: adapters disabled).
         self.ref_model = None
@@ -171,7 +182,8 @@ class GritTrainer:
             eps_low=cfg.eps_low,
             eps_high=cfg.eps_high,
             loss_type=cfg.loss_type,
-            temperature=cfg.temperature,
+            # log-probs of logits / τ (TRL), or of the raw logits (the released code)
+            temperature=cfg.temperature if cfg.temperature_in_logprobs else 1.0,
             scale_rewards=cfg.scale_rewards,
             adv_eps=cfg.adv_eps,
             fused=fused,
@@ -185,6 +197,7 @@ class GritTrainer:
         self.optimizer, self.scheduler = build_optimizer(
             [p for p in self.model.parameters() if p.requires_grad], cfg
         )
+        judge = judge_for(judge, cfg)
         self.scorer = RewardScorer(
             cfg.reward_preset,
             judge=judge,
@@ -206,6 +219,8 @@ class GritTrainer:
         bar = tqdm(
             total=end, initial=self.step, desc="grit", disable=not self.is_main, dynamic_ncols=True
         )
+        if cfg.eval_on_start and self.step == 0 and self.step < end:
+            self._evaluate_and_log()
         while self.step < end:
             metrics = self.training_step()
             history.append(metrics)
@@ -218,6 +233,8 @@ class GritTrainer:
                 s=f"{metrics['time/step']:.2f}",
             )
             bar.update(1)
+            if cfg.eval_every and self.step % cfg.eval_every == 0:
+                self._evaluate_and_log()
             if cfg.save_every and self.step % cfg.save_every == 0:
                 self.save()
         bar.close()
@@ -301,13 +318,17 @@ class GritTrainer:
 
     def _rollout(self, records: list[tuple[int, GritRecord]], micro: int) -> Rollout:
         cfg = self.config
+        seeds = [prompt_seed(cfg.seed, self.step, pos) for pos, _ in records]
+        images = [r.load_image() for _, r in records]
+        if cfg.jpeg_augment:  # one JPEG quality per prompt, shared by its group
+            images = [jpeg_augment(image, seed) for image, seed in zip(images, seeds, strict=True)]
         return generate_rollout(
             self.policy_loss,
             self.adapter,
             [r.question for _, r in records],
-            [r.load_image() for _, r in records],
+            images,
             group_size=cfg.num_generations,
-            seeds=[prompt_seed(cfg.seed, self.step, pos) for pos, _ in records],
+            seeds=seeds,
             max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature,
             top_k=cfg.top_k,
@@ -422,6 +443,13 @@ class GritTrainer:
             synced_gpus=self.fsdp,
         )
         return evaluate_records(self.policy_loss, self.adapter, items, out, options)
+
+    def _evaluate_and_log(self) -> None:
+        """Evaluate (``eval_data``, else the training set) and add the numbers to
+        ``metrics.jsonl`` at this step (``eval/…``), as ``eval_every``/``eval_on_start`` ask."""
+        metrics = eval_metrics(self.evaluate())
+        self.log.log(self.step, metrics)
+        logger.info("step %d: evaluation %s", self.step, metrics)
 
     def state_dict(self) -> dict[str, Any]:
         """What resuming needs besides the config: ``model`` (the full weights under FSDP, else None:
