@@ -1,6 +1,6 @@
 """GRIT JSONL: records, validation that names file, line and field, and image loading.
 
-One record per line (GRIT_SPEC §4)::
+One record per line (docs/method.md §4)::
 
     {"question": "What is across from the truck?", "answer": "tv", "image": "000000410123.jpg",
      "width": 640, "height": 354, "bboxs": [[343.87, 94.03, 396.81, 126.06]], "dataset": "vsr"}

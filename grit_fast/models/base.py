@@ -1,6 +1,6 @@
 """What every model family's adapter provides to the trainer, the demo and evaluation.
 
-An adapter owns the processor, the chat template (the prompt of GRIT_SPEC §1: the image, then
+An adapter owns the processor, the chat template (the prompt of docs/method.md §1: the image, then
 ``"\\nQuestion: " + question + SUFFIX`` in the user turn, the model's default system prompt), image
 sizing, the coordinate convention of the boxes the model writes, and the special token ids.
 """

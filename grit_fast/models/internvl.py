@@ -1,6 +1,6 @@
 """InternVL3 (transformers' native ``-hf`` classes): processor, chat template, 0-1000 coordinates.
 
-InternVL3 writes boxes as ``[x1, y1, x2, y2]`` normalised to 0-1000 of the image (GRIT_SPEC §1), so
+InternVL3 writes boxes as ``[x1, y1, x2, y2]`` normalised to 0-1000 of the image (docs/method.md §1), so
 the mapping to original pixels is x·W/1000, y·H/1000 whatever the tiling. Its language model is
 Qwen2.5 with the same vocabulary plus InternVL's image tokens (``<img>`` 151665, ``</img>`` 151666,
 ``<IMG_CONTEXT>`` 151667, then ``<quad>``, ``</quad>``, ``<ref>``, ``</ref>``, ``<box>``, ``</box>``,

@@ -1,7 +1,7 @@
 """Qwen2.5-VL: processor construction, chat template, image sizing and the coordinate convention.
 
 Qwen2.5-VL writes boxes as absolute integer pixels of the image *as resized by its processor*
-(GRIT_SPEC §1): sides are multiples of 28 (patch 14 x merge 2), the pixel count is clamped to
+(docs/method.md §1): sides are multiples of 28 (patch 14 x merge 2), the pixel count is clamped to
 [min_pixels, max_pixels] (GRIT: 3136 and 256·28·28). A box (x1, y1, x2, y2) in that frame maps to
 the original image by x · W / W', y · H / H' (W', H' the resized sides).
 """

@@ -1,6 +1,6 @@
 """GRPO loss from per-token log-probs, with the group-relative advantage computed in the kernel.
 
-Maths (GRIT_SPEC §3; the twin is :func:`grit_fast.ops.reference.grpo_loss`): for sequence i of
+Maths (docs/method.md §3; the twin is :func:`grit_fast.ops.reference.grpo_loss`): for sequence i of
 group g, A_i = (r_i - mean_g r) / (std_g r + eps); per token ℓ_it = -min(ρA_i, clip(ρ)A_i) +
 β·k3(ref, logp), ρ = exp(logp - old). The loss type only decides one weight c_i per sequence:
 loss = Σ_i c_i · S_i with S_i = Σ_t m_it ℓ_it, so one forward kernel (per-row sums) and one backward

@@ -1,4 +1,4 @@
-"""Plain-torch twins of the loss ops: the spec (GRIT_SPEC §3), the CPU fallback and the benchmark
+"""Plain-torch twins of the loss ops: the method (docs/method.md §3), the CPU fallback and the benchmark
 baseline. Every Triton op in :mod:`grit_fast.ops` has the same signature and is tested against these.
 
 Notation: N sequences (completions) of T tokens in consecutive groups of G per prompt; V vocabulary.

@@ -1,7 +1,7 @@
 """Per-step metrics: rewards and their components, zero-advantage groups, lengths, grounding IoU,
 and the wall-time split of a step (:class:`PhaseClock`).
 
-Grounding IoU (GRIT_SPEC §5): the boxes written in the reasoning (before ``<rethink>``), mapped from
+Grounding IoU (docs/method.md §5): the boxes written in the reasoning (before ``<rethink>``), mapped from
 the model's coordinate convention to original-image pixels, union against the union of the gt
 boxes; mean over samples that have gt boxes (NaN when none has).
 """

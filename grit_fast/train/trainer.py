@@ -1,6 +1,6 @@
 """GritTrainer: GRPO-GR on a vision-language model, read top to bottom.
 
-One step (GRIT_SPEC §3), for each of ``gradient_accumulation_steps`` micro-batches of
+One step (docs/method.md §3), for each of ``gradient_accumulation_steps`` micro-batches of
 ``batch_size`` prompts (global; each process takes whole groups):
 
 1. rollout  - G completions per prompt (``grit_fast.train.rollout``);

@@ -1,4 +1,4 @@
-"""The plain-torch loss ops against hand-computed values and the formulas of GRIT_SPEC §3."""
+"""The plain-torch loss ops against hand-computed values and the formulas of docs/method.md §3."""
 
 from __future__ import annotations
 
