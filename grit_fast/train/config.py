@@ -76,7 +76,9 @@ class GritConfig:
     random model of the real architecture (tests, demo); no default: a run without one is an error
     (unless the trainer is handed a model). ``data``: a GRIT JSONL file, or several (a list, or
     comma-separated as the original takes them); ``image_root``: one folder for all of them, or one
-    per file (a list or comma-separated), default each file's directory. ``eval_data`` likewise.
+    per file (a list or comma-separated), default each file's directory. ``eval_data`` and
+    ``eval_image_root`` likewise (``eval_image_root`` defaults to ``image_root`` when that is one
+    folder, else to each evaluation file's directory).
     ``resume``: None, ``"auto"`` (latest checkpoint in ``output_dir``, if any) or a checkpoint
     directory.
 
@@ -107,6 +109,7 @@ class GritConfig:
     data: str | list[str] | None = None
     image_root: str | list[str] | None = None
     eval_data: str | list[str] | None = None
+    eval_image_root: str | list[str] | None = None
     output_dir: str = "runs/grit"
     # rollout
     num_generations: int = 4

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from grit_fast import distributed
 from grit_fast.data import GritRecord, load_grit_files, records_from_dicts
+from grit_fast.data.grit_jsonl import split_paths
 from grit_fast.models import adapter_for, load_model
 from grit_fast.models.forward import model_inputs, token_logprobs
 from grit_fast.models.internvl import jpeg_augment
@@ -431,7 +432,12 @@ class GritTrainer:
 
         cfg = self.config
         data = records if records is not None else cfg.eval_data
-        items = self.records if data is None else _records(data, cfg.image_root, cfg.exif_transpose)
+        root = cfg.image_root
+        if data is not None:
+            root = cfg.eval_image_root
+            if root is None and len(split_paths(cfg.image_root, "image_root")) == 1:
+                root = cfg.image_root  # one training image folder serves evaluation too
+        items = self.records if data is None else _records(data, root, cfg.exif_transpose)
         out = Path(cfg.output_dir) / "eval" / f"step-{self.step}" if out_dir is None else out_dir
         options = EvalOptions(
             judge=self.judge,
@@ -439,7 +445,7 @@ class GritTrainer:
             max_new_tokens=max_new_tokens or cfg.max_new_tokens,
             resume=False,
             preset=cfg.reward_preset,
-            image_root=cfg.image_root,
+            image_root=root,
             synced_gpus=self.fsdp,
         )
         return evaluate_records(self.policy_loss, self.adapter, items, out, options)

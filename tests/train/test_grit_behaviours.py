@@ -324,6 +324,14 @@ def test_several_training_files_each_with_its_image_root(tiny_qwen, tmp_path):
     assert [r.source for r in trainer.records] == [str(a), str(b)]
     [metrics] = trainer.train()
     assert torch.isfinite(torch.tensor(metrics["loss"]))
+    # Held-out data beside its images: found although the training roots are one per file.
+    held_out = write_data(tmp_path / "eval", size=(33, 20))
+    trainer.config.eval_data, trainer.config.max_new_tokens = str(held_out), 2
+    assert trainer.evaluate()["overall"]["n"] == 1
+    moved = tmp_path / "eval_img"
+    (held_out.parent / "a.png").rename(moved.mkdir() or moved / "a.png")
+    trainer.config.eval_image_root = str(moved)
+    assert trainer.evaluate()["overall"]["n"] == 1
 
 
 def test_dr_grpo_under_the_grit_config_divides_by_max_new_tokens(tiny_qwen, tmp_path):
