@@ -80,8 +80,11 @@ class UserTextJudge:
 
 def judge_for(judge: Any, config: GritConfig) -> Any:
     """``judge`` as ``config.judge_question`` asks: as it is (``question``) or wrapped in
-    :class:`UserTextJudge`. None (the rule judge, which reads no question) stays None."""
-    if judge is None or config.judge_question == "question":
+    :class:`UserTextJudge`. None and a plain :class:`~grit_fast.rewards.RuleJudge` read no
+    question and stay as they are (so the rule judge keeps running in the compiled core)."""
+    from grit_fast.rewards import RuleJudge
+
+    if judge is None or type(judge) is RuleJudge or config.judge_question == "question":
         return judge
     return UserTextJudge(judge)
 

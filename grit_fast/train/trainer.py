@@ -14,7 +14,9 @@ One step (docs/method.md §3), for each of ``gradient_accumulation_steps`` micro
 pass a model and processor to skip loading, records (dicts, :class:`GritRecord` or a JSONL path) to
 skip ``config.data``, a judge callable for ``answer_accuracy``, and ``extra_reward(texts, records) ->
 (N,) floats`` to add a reward of your own to the preset's total (logged as ``reward/extra``).
-Metrics go to ``output_dir/metrics.jsonl``; checkpoints to ``output_dir/checkpoint-<step>``.
+Metrics go to ``output_dir/metrics.jsonl``; checkpoints to ``output_dir/checkpoint-<step>``;
+``eval_every``/``eval_on_start`` add evaluation rows (``eval/…``) to the metrics. Where the released
+GRIT code behaves differently, a config setting chooses (:class:`GritConfig`, docs/method.md §7).
 """
 
 from __future__ import annotations
