@@ -27,6 +27,7 @@ LOSS_DEFAULTS: dict[str, Any] = {
     "scale_rewards": True,
     "adv_eps": 1e-4,
     "normalizer": None,
+    "max_completion_length": None,
 }
 
 
@@ -141,7 +142,8 @@ def fused_linear_log_probs(
     temperature: float = 1.0,
     chunk_size: int | None = None,
 ) -> Tensor:
-    """(N, T) fp32 log_softmax((hidden @ weight.T + bias) / τ) at ``ids``, without gradient."""
+    """(N, T) fp32 (fp64 for fp64 operands) log_softmax((hidden @ weight.T + bias) / τ) at
+    ``ids``, without gradient."""
     check_fused_linear_inputs(hidden, weight, ids, bias, temperature, chunk_size)
     with torch.no_grad():
         logits = torch.nn.functional.linear(hidden, weight, bias)
