@@ -27,15 +27,16 @@ from torch.autograd.function import once_differentiable
 from grit_fast import _dispatch
 from grit_fast.ops import _checks
 from grit_fast.ops import reference_fused_linear as twin
-from grit_fast.ops.fused_linear import _step, auto_chunk_size, chunked_rows
+from grit_fast.ops.fused_linear import _flat, _step, auto_chunk_size, chunked_rows
+from grit_fast.ops.reference import compute_dtype
 
 if TYPE_CHECKING:
     from torch import Tensor
 
 
 class PolicyLossOutput(NamedTuple):
-    """loss: 0-dim float32, differentiable w.r.t. hidden, weight and bias;
-    logp: (N, T) float32, the log-probs of ``ids`` where the weight is non-zero, 0 elsewhere
+    """loss: 0-dim float32 (float64 for fp64 operands), differentiable w.r.t. hidden, weight and
+    bias; logp: (N, T) of the same dtype, the log-probs of ``ids`` where the weight is non-zero, 0 elsewhere
     (no gradient; for metrics such as the clip ratio or the KL)."""
 
     loss: Tensor
@@ -50,14 +51,15 @@ class FusedLinearPolicyLossFunction(torch.autograd.Function):
     def forward(ctx, hidden, weight, bias, ids, advantages, weights, old_logp, ref_logp, config):
         hparams, chunk, step, need = config
         n, t, width = hidden.shape
-        adv = advantages.detach().float()
+        acc = compute_dtype(hidden.dtype)  # fp32 (fp64 for fp64 operands)
+        adv = advantages.detach().to(acc)
         adv = (adv[:, None] if adv.dim() == 1 else adv).expand(n, t)
-        w = weights.detach().float().reshape(-1)
+        w = weights.detach().to(acc).reshape(-1)
         on = w != 0
         per_token = (
             ids.reshape(-1).contiguous(),
-            None if old_logp is None else old_logp.detach().reshape(-1).float().contiguous(),
-            None if ref_logp is None else ref_logp.detach().reshape(-1).float().contiguous(),
+            _flat(old_logp, acc),
+            _flat(ref_logp, acc),
             adv.reshape(-1).contiguous(),
             w.contiguous(),
         )

@@ -202,14 +202,15 @@ def fused_linear_policy_loss(
     _checks.check_loss_args("grpo", None, beta, eps_low, eps_high, 0.0)
     logits = torch.nn.functional.linear(hidden, weight, bias)  # [N, T, V]
     logp = reference.selective_log_softmax(logits, ids, temperature)
-    a = advantages.detach().float()
+    acc = logp.dtype  # fp32 (fp64 for fp64 operands)
+    a = advantages.detach().to(acc)
     a = a[:, None] if a.dim() == 1 else a
-    old = logp.detach() if old_logp is None else old_logp.detach().float()
+    old = logp.detach() if old_logp is None else old_logp.detach().to(acc)
     ratio = torch.exp(logp - old)
     ell = -torch.minimum(ratio * a, torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * a)
     if ref_logp is not None and beta != 0:
         ell = ell + beta * reference.per_token_kl(logp, ref_logp.detach())
-    w = weights.detach().float()
+    w = weights.detach().to(acc)
     on = w != 0
     loss = torch.where(on, w * ell, 0.0).sum()
     return PolicyLossOutput(loss, torch.where(on, logp.detach(), 0.0))

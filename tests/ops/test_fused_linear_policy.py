@@ -111,10 +111,11 @@ def test_is_fused_linear_grpo_loss_with_its_advantages_and_weights(monkeypatch):
     mask[1, 6:] = 0
     kw = dict(bias=bias, old_logp=old, ref_logp=ref, beta=0.05, temperature=0.8)
     for loss_type in ("grpo", "bnpo", "dr_grpo"):
+        lengths = {"loss_type": loss_type, "max_completion_length": T + 3}
         want = fused_linear_grpo_loss(
-            hidden, weight, ids, rewards, mask, group_size=5, loss_type=loss_type, **kw
+            hidden, weight, ids, rewards, mask, group_size=5, **lengths, **kw
         )
-        weights = ref_ops.token_weights(mask, loss_type)
+        weights = ref_ops.token_weights(mask, **lengths)
         got = fused_linear_policy_loss(hidden, weight, ids, want.advantages, weights, **kw)
         torch.testing.assert_close(got.loss, want.loss, **FP32)
 
@@ -155,3 +156,35 @@ def test_bad_input_is_refused_with_a_clear_error(change, error, match):
     for fn in (fused_linear_policy_loss, twin.fused_linear_policy_loss):
         with pytest.raises(error, match=match):
             fn(*positional, **args)
+
+
+def test_fp64_stays_fp64_matches_twin_and_finite_differences(engine):
+    """fp64 operands run in fp64 (the torch row step, on either engine), so the gradient can be
+    checked against finite differences along random directions of hidden, weight and bias."""
+    hidden, weight, bias, ids, adv, weights, old, ref = [
+        x.double() if x.is_floating_point() else x for x in _inputs(engine, per_token_adv=True)
+    ]
+    kw = dict(old_logp=old, ref_logp=ref, beta=0.2, eps_low=0.2, eps_high=0.28, temperature=0.7)
+    point = [x.detach().clone().requires_grad_() for x in (hidden, weight, bias)]
+    out = fused_linear_policy_loss(point[0], point[1], ids, adv, weights, bias=point[2], **kw)
+    assert out.loss.dtype == out.logp.dtype == torch.float64
+    grads = torch.autograd.grad(out.loss, point)
+    want = twin.fused_linear_policy_loss(point[0], point[1], ids, adv, weights, bias=point[2], **kw)
+    torch.testing.assert_close(out.loss, want.loss, rtol=1e-12, atol=1e-14)
+    for a, b in zip(grads, torch.autograd.grad(want.loss, point), strict=True):
+        assert a.dtype == torch.float64
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+    def at(direction, sign, step=1e-6):
+        moved = [(x + sign * step * d).detach() for x, d in zip(point, direction, strict=True)]
+        with torch.no_grad():
+            return fused_linear_policy_loss(
+                moved[0], moved[1], ids, adv, weights, bias=moved[2], **kw
+            ).loss
+
+    g = torch.Generator().manual_seed(3)
+    for _ in range(3):
+        direction = [torch.randn(x.shape, generator=g, dtype=torch.float64).to(x) for x in point]
+        numeric = (at(direction, 1.0) - at(direction, -1.0)) / 2e-6
+        analytic = sum((gr * d).sum() for gr, d in zip(grads, direction, strict=True))
+        torch.testing.assert_close(numeric, analytic, rtol=1e-6, atol=1e-9)
