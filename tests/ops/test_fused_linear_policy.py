@@ -12,7 +12,6 @@ from grit_fast import _dispatch, backend  # noqa: E402
 from grit_fast.ops import fused_linear_grpo_loss, fused_linear_policy_loss  # noqa: E402
 from grit_fast.ops import reference as ref_ops  # noqa: E402
 from grit_fast.ops import reference_fused_linear as twin  # noqa: E402
-
 from tests.conftest import require_triton_interpreter  # noqa: E402
 
 N, T, H, V = 5, 11, 24, 997  # R = 55 rows
