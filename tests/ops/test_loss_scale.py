@@ -106,10 +106,13 @@ def _run(op, inputs, **kw):
 # ------------------------------------------------------------------ dr_grpo
 
 
-@pytest.mark.parametrize("op", list(OPS))
+# Each op on each of its paths (only the fused-linear op has a chunked torch path of its own).
+OP_PATHS = [(path, op) for path in ("reference", "triton") for op in OPS]
+OP_PATHS.append(("torch", "fused_linear_grpo_loss"))
+
+
+@pytest.mark.parametrize(("path", "op"), OP_PATHS, indirect=["path"])
 def test_dr_grpo_divides_by_n_times_max_completion_length(path, op):
-    if path == "torch" and op != "fused_linear_grpo_loss":
-        pytest.skip("only the fused-linear op has a chunked torch path of its own")
     inputs = _inputs()
     kw = dict(loss_type="dr_grpo", max_completion_length=MAX_LEN, beta=0.1, temperature=0.8)
     loss, grad = _run(op, inputs, **kw)
@@ -176,11 +179,13 @@ def _fp64_formula(hidden, weight, bias, ids, rewards, mask, ref, temperature, be
     return ((ell * mask).sum(dim=1) / mask.sum(dim=1) / N).sum()
 
 
-@pytest.mark.parametrize("engine", ["twin", "fused"])
+@pytest.mark.parametrize(
+    ("path", "engine"),
+    [("reference", "twin"), ("reference", "fused"), ("torch", "fused"), ("triton", "fused")],
+    indirect=["path"],
+)
 def test_fp64_fused_linear_loss_stays_fp64_and_gradchecks(path, engine):
     fn = twin.fused_linear_grpo_loss if engine == "twin" else fused_linear_grpo_loss
-    if engine == "twin" and path != "reference":
-        pytest.skip("the twin has one path")
     hidden, weight, bias, ids, rewards, mask, ref = _inputs(dtype=torch.float64)
     leaves = [x.detach().clone().requires_grad_() for x in (hidden, weight, bias)]
     kw = dict(group_size=G, ref_logp=ref, temperature=0.7, beta=0.2, chunk_size=3)
