@@ -85,6 +85,10 @@ def selective_log_softmax_bwd(
             BLOCK_V=block_size(vocab, flat.device, GPU_BLOCK_V),
             **_num_warps(flat.device),
         )
+        if inplace:
+            # The kernel wrote through a raw pointer: tell autograd, so that an op which saved the
+            # logits and runs its backward later raises instead of reading the gradient.
+            torch.autograd.graph.increment_version(flat)
     return dlogits
 
 
