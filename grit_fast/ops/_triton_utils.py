@@ -19,6 +19,16 @@ def block_size(n: int, device: Any, gpu_cap: int, cpu_cap: int = 16384) -> int:
     return max(16, min(next_power_of_2(n), cap))
 
 
+# Rewards of a group one program reads at once; a larger group is read in several blocks (on a GPU a
+# block of 1,024 fp32 fits the registers; groups are usually 4-16 completions).
+GROUP_BLOCK_CAP = 1024
+
+
+def group_block(group_size: int, device: Any) -> int:
+    """BLOCK_G of the kernels that compute group advantages (they loop over larger groups)."""
+    return block_size(group_size, device, GROUP_BLOCK_CAP, GROUP_BLOCK_CAP)
+
+
 def kernel_mask(mask: Tensor) -> Tensor:
     """The mask as a contiguous tensor a kernel can load and cast: bool is viewed as uint8."""
     import torch

@@ -21,7 +21,7 @@ from torch.autograd.function import once_differentiable
 
 from grit_fast import _dispatch
 from grit_fast.ops import _checks, reference
-from grit_fast.ops._triton_utils import as_float_or_tensor, block_size, kernel_mask
+from grit_fast.ops._triton_utils import as_float_or_tensor, block_size, group_block, kernel_mask
 from grit_fast.ops.types import LossOutput
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def group_advantages_fwd(rewards: Tensor, group_size: int, scale: bool, eps: flo
             group_size,
             float(eps),
             SCALE=scale,
-            BLOCK_G=block_size(group_size, rewards.device, 1024),
+            BLOCK_G=group_block(group_size, rewards.device),
         )
     return adv
 
@@ -117,7 +117,7 @@ def grpo_loss_fwd(
         HAS_OLD=old_logp is not None,
         HAS_REF=ref_logp is not None,
         BLOCK_T=block_size(t, logp.device, 1024),
-        BLOCK_G=block_size(group_size, logp.device, 1024),
+        BLOCK_G=group_block(group_size, logp.device),
     )
     return stats
 

@@ -20,7 +20,7 @@ from torch.autograd.function import once_differentiable
 
 from grit_fast import _dispatch
 from grit_fast.ops import _checks, reference
-from grit_fast.ops._triton_utils import block_size
+from grit_fast.ops._triton_utils import block_size, group_block
 from grit_fast.ops.grpo_loss import summarise
 from grit_fast.ops.logprob import GPU_BLOCK_V, rows_of, selective_log_softmax_bwd
 from grit_fast.ops.types import LossOutput
@@ -64,7 +64,7 @@ def grpo_loss_from_logits_fwd(
             HAS_OLD=old_logp is not None,
             HAS_REF=ref_logp is not None,
             BLOCK_V=block_size(vocab, flat.device, GPU_BLOCK_V),
-            BLOCK_G=block_size(group_size, flat.device, 1024),
+            BLOCK_G=group_block(group_size, flat.device),
             **({"num_warps": 8} if flat.device.type == "cuda" else {}),
         )
     elif rewards.numel():

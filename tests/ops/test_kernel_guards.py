@@ -14,7 +14,12 @@ torch = pytest.importorskip("torch")
 
 from grit_fast import backend  # noqa: E402
 from grit_fast.ops import (  # noqa: E402
+    _triton_utils,
+    fused_linear_grpo_loss,
+    group_advantages,
+    grpo_loss,
     grpo_loss_from_logits,
+    reference,
 )
 from tests.conftest import require_triton_interpreter  # noqa: E402
 
@@ -73,3 +78,54 @@ def test_inplace_backward_alone_still_gives_the_gradient(triton_cpu):
         out.loss.backward()
         grads.append(leaf.grad)
     assert torch.equal(grads[0], grads[1])
+
+
+# ---------------------------------------------------------------- groups wider than the kernel block
+@pytest.fixture
+def small_group_block(monkeypatch):
+    """Cap the rewards a program reads at once at 16, so a group of 37 spans three blocks (on CUDA
+    the cap is 1,024: a group of 2,000 completions is as wide as the block is here)."""
+    monkeypatch.setattr(_triton_utils, "GROUP_BLOCK_CAP", 16)
+
+
+GROUP = 37  # irregular: 2 full blocks of 16 and a partial one
+
+
+@pytest.mark.parametrize("scale", [True, False])
+def test_group_wider_than_the_block_uses_every_reward(triton_cpu, small_group_block, scale):
+    g = torch.Generator().manual_seed(3)
+    rewards = (torch.rand(2 * GROUP, generator=g) * 4).to(DEVICE)
+    rewards[GROUP + 20 :] += 10.0  # rewards past the first block move the group's mean and std
+    with backend("fast"):
+        got = group_advantages(rewards, GROUP, scale=scale)
+    want = reference.group_advantages(rewards, GROUP, scale=scale)
+    torch.testing.assert_close(got, want)
+
+
+def test_losses_with_a_group_wider_than_the_block(triton_cpu, small_group_block):
+    n, t, v, width = 2 * GROUP, 3, 20, 8
+    logits, ids = _logits(n, t, v, seed=4)
+    rewards, mask = _rewards_mask(n, t, seed=4)
+    rewards[GROUP + 20 :] += 10.0
+    logp = torch.log_softmax(logits, -1).gather(-1, ids[..., None])[..., 0]
+    ref_logp = logp + 0.1
+    kw = dict(group_size=GROUP, ref_logp=ref_logp)
+    for fn, x, args in (
+        (grpo_loss, logp, (rewards, mask)),
+        (grpo_loss_from_logits, logits, (ids, rewards, mask)),
+    ):
+        with backend("fast"):
+            fast = fn(x, *args, **kw)
+        with backend("reference"):
+            slow = fn(x, *args, **kw)
+        torch.testing.assert_close(fast.advantages, slow.advantages)
+        torch.testing.assert_close(fast.loss, slow.loss)
+    g = torch.Generator().manual_seed(5)
+    hidden = torch.randn(n, t, width, generator=g).to(DEVICE)
+    weight = torch.randn(v, width, generator=g).to(DEVICE)
+    with backend("fast"):
+        fast = fused_linear_grpo_loss(hidden, weight, ids, rewards, mask, **kw)
+    with backend("reference"):
+        slow = fused_linear_grpo_loss(hidden, weight, ids, rewards, mask, **kw)
+    torch.testing.assert_close(fast.advantages, slow.advantages)
+    torch.testing.assert_close(fast.loss, slow.loss)
