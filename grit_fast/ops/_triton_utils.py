@@ -29,6 +29,19 @@ def group_block(group_size: int, device: Any) -> int:
     return block_size(group_size, device, GROUP_BLOCK_CAP, GROUP_BLOCK_CAP)
 
 
+def on_device(tensor: Tensor) -> Any:
+    """A context in which Triton launches on ``tensor``'s GPU. Triton launches on the *current* CUDA
+    device, which need not hold the tensors (cuda:1 tensors while cuda:0 is current: another
+    device's pointers). A no-op off CUDA."""
+    import contextlib
+
+    import torch
+
+    if tensor.device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.cuda.device(tensor.device)
+
+
 def kernel_mask(mask: Tensor) -> Tensor:
     """The mask as a contiguous tensor a kernel can load and cast: bool is viewed as uint8."""
     import torch

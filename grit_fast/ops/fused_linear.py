@@ -41,7 +41,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from grit_fast import _dispatch
-from grit_fast.ops import _checks
+from grit_fast.ops import _checks, _triton_utils
 from grit_fast.ops import reference_fused_linear as twin
 from grit_fast.ops._triton_utils import block_size
 from grit_fast.ops.grpo_loss import ROW_SCALES, group_advantages, summarise
@@ -142,23 +142,24 @@ def triton_chunk_step(logits, ids, old, ref, adv, coef, hparams, write_grad) -> 
     rows, vocab = logits.shape
     tok = torch.empty(rows, 4, dtype=torch.float32, device=logits.device)
     if rows:
-        _fused_linear_chunk_kernel[(rows,)](
-            logits,
-            ids,
-            adv if old is None else old,
-            adv if ref is None else ref,
-            adv,
-            coef,
-            tok,
-            logits.stride(0),
-            vocab,
-            hparams,
-            HAS_OLD=old is not None,
-            HAS_REF=ref is not None,
-            WRITE_GRAD=write_grad,
-            BLOCK_V=block_size(vocab, logits.device, GPU_BLOCK_V),
-            **({"num_warps": 8} if logits.device.type == "cuda" else {}),
-        )
+        with _triton_utils.on_device(logits):
+            _fused_linear_chunk_kernel[(rows,)](
+                logits,
+                ids,
+                adv if old is None else old,
+                adv if ref is None else ref,
+                adv,
+                coef,
+                tok,
+                logits.stride(0),
+                vocab,
+                hparams,
+                HAS_OLD=old is not None,
+                HAS_REF=ref is not None,
+                WRITE_GRAD=write_grad,
+                BLOCK_V=block_size(vocab, logits.device, GPU_BLOCK_V),
+                **({"num_warps": 8} if logits.device.type == "cuda" else {}),
+            )
     return tok
 
 

@@ -8,6 +8,8 @@ tensors where a GPU is available.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -16,10 +18,12 @@ from grit_fast import backend  # noqa: E402
 from grit_fast.ops import (  # noqa: E402
     _triton_utils,
     fused_linear_grpo_loss,
+    fused_linear_log_probs,
     group_advantages,
     grpo_loss,
     grpo_loss_from_logits,
     reference,
+    selective_log_softmax,
 )
 from tests.conftest import require_triton_interpreter  # noqa: E402
 
@@ -129,3 +133,47 @@ def test_losses_with_a_group_wider_than_the_block(triton_cpu, small_group_block)
         slow = fused_linear_grpo_loss(hidden, weight, ids, rewards, mask, **kw)
     torch.testing.assert_close(fast.advantages, slow.advantages)
     torch.testing.assert_close(fast.loss, slow.loss)
+
+
+# ---------------------------------------------------------------- launches under the tensors' device
+def test_every_launcher_enters_the_tensors_device(triton_cpu, monkeypatch):
+    """Triton launches on the *current* CUDA device: tensors on cuda:1 while cuda:0 is current would
+    be read through pointers of another device. Each launch must enter the tensors' device."""
+    seen: list[torch.device] = []
+
+    def recorder(tensor):
+        seen.append(tensor.device)
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(_triton_utils, "on_device", recorder)
+    logits, ids = _logits(2, 3, 20, seed=6)
+    rewards, mask = _rewards_mask(2, 3, seed=6)
+    logp = torch.log_softmax(logits, -1).gather(-1, ids[..., None])[..., 0]
+    hidden, weight = torch.randn(2, 3, 8).to(DEVICE), torch.randn(20, 8).to(DEVICE)
+    runs = {
+        "group_advantages": lambda: group_advantages(rewards, 2),
+        "grpo_loss": lambda: grpo_loss(
+            logp.requires_grad_(), rewards, mask, group_size=2
+        ).loss.backward(),
+        "selective_log_softmax": lambda: (
+            selective_log_softmax(logits.clone().requires_grad_(), ids).sum().backward()
+        ),
+        "grpo_loss_from_logits": lambda: grpo_loss_from_logits(
+            logits.clone().requires_grad_(), ids, rewards, mask, group_size=2
+        ).loss.backward(),
+        "fused_linear_grpo_loss": lambda: fused_linear_grpo_loss(
+            hidden.requires_grad_(), weight, ids, rewards, mask, group_size=2
+        ).loss.backward(),
+        "fused_linear_log_probs": lambda: fused_linear_log_probs(hidden, weight, ids),
+    }
+    with backend("fast"):
+        for name, run in runs.items():
+            seen.clear()
+            run()
+            assert seen, f"{name}: no launch entered the tensors' device"
+            assert all(d == logits.device for d in seen), name
+
+
+def test_on_device_is_a_no_op_off_cuda():
+    with _triton_utils.on_device(torch.zeros(1)):
+        pass
