@@ -273,8 +273,9 @@ class FusedLinearGRPOFunction(torch.autograd.Function):
             per_row.sum(dim=1), t, opts["loss_type"], opts["normalizer"]
         )
         ctx.grads = (None if grad_h is None else grad_h.view(hidden.shape), grad_w, grad_b)
-        ctx.mark_non_differentiable(adv, kl, clip_fraction)
-        return loss, adv, kl, clip_fraction
+        logp = tok[:, 3].reshape(n, t).contiguous()  # 0 where masked (those rows are skipped)
+        ctx.mark_non_differentiable(adv, kl, clip_fraction, logp)
+        return loss, adv, kl, clip_fraction, logp
 
     @staticmethod
     @once_differentiable  # the backward is not itself differentiable: say so on double backward
@@ -319,6 +320,7 @@ def fused_linear_grpo_loss(
     chunk (default: from the shapes and, on a GPU, the free memory). The loss is differentiable
     w.r.t. ``hidden``, ``weight`` and ``bias``; no (N, T, V) tensor is ever allocated. Autocast
     does not apply: the matmuls run in the operands' dtype (cast them first to compute in another).
+    The result's ``logp`` holds the per-token log-probs the loss used (0 where masked).
     """
     twin.check_fused_linear_inputs(hidden, weight, ids, bias, temperature, chunk_size)
     opts = twin.loss_options(loss_kwargs)
@@ -346,10 +348,10 @@ def fused_linear_grpo_loss(
     grad = torch.is_grad_enabled()
     need = tuple(grad and x is not None and x.requires_grad for x in (hidden, weight, bias))
     config = (group_size, opts, float(temperature), chunk, step, need)
-    loss, adv, kl, clip_fraction = FusedLinearGRPOFunction.apply(
+    loss, adv, kl, clip_fraction, logp = FusedLinearGRPOFunction.apply(
         hidden, weight, bias, ids, mask, rewards, old_logp, ref_logp, config
     )
-    return LossOutput(loss, adv, kl, clip_fraction)
+    return LossOutput(loss, adv, kl, clip_fraction, logp)
 
 
 def fused_linear_log_probs(

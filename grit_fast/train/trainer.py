@@ -8,7 +8,7 @@ One step (GRIT_SPEC §3), for each of ``gradient_accumulation_steps`` micro-batc
 3. advantage and loss - group-relative advantages fused with the clipped PG + KL loss on the
    completion tokens' log-probs (``grit_fast.train.loss``, the ``grit_fast.ops`` kernels);
 4. step     - backward, gradient clipping, AdamW, LR schedule; ``num_iterations`` (μ) updates per
-   rollout, with the rollout's log-probs as the old policy when μ > 1.
+   rollout, with the first update's own log-probs as the old policy when μ > 1.
 
 ``GritTrainer(config, model=None, processor=None, records=None, judge=None, extra_reward=None)``:
 pass a model and processor to skip loading, records (dicts, :class:`GritRecord` or a JSONL path) to
@@ -211,16 +211,16 @@ class GritTrainer:
                     rollout.prompt_inputs, rollout.completion_ids, rollout.completion_mask
                 )
                 ref = self._ref_logprobs(inputs, rollout)
-                old = None
-                if cfg.num_iterations > 1:  # in the loss's precision, so the first ratio is 1
-                    with self._autocast():
-                        old = self.policy_loss.logprobs(inputs, rollout.completion_ids)
-            rollouts.append((rollout, inputs, rewards, old, ref, stats))
+            rollouts.append((rollout, inputs, rewards, ref, stats))
 
         normalizer = self._token_normalizer(rollouts)
-        for _ in range(cfg.num_iterations):
+        # μ > 1: the old policy's log-probs are those the first iteration's loss used (its rows,
+        # chunks and kernels), so no extra forward runs and the first ratio is exactly 1; the first
+        # iteration itself needs none (ρ ≡ 1).
+        old: list[torch.Tensor | None] = [None] * len(rollouts)
+        for iteration in range(cfg.num_iterations):
             outputs = []
-            for i, (rollout, inputs, rewards, old, ref, _) in enumerate(rollouts):
+            for i, (rollout, inputs, rewards, ref, _) in enumerate(rollouts):
                 last = i == len(rollouts) - 1
                 sync = (
                     contextlib.nullcontext()
@@ -233,11 +233,13 @@ class GritTrainer:
                         rollout.completion_ids,
                         rollout.completion_mask,
                         rewards,
-                        old,
+                        old[i],
                         ref,
                         normalizer,
                     )
                     (out.loss / len(rollouts)).backward()
+                if iteration == 0 and cfg.num_iterations > 1:
+                    old[i] = out.logp
                 outputs.append(out)
             with clock("optimizer"):
                 grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -345,8 +347,8 @@ class GritTrainer:
     def _metrics(
         self, rollouts: list, outputs: list, grad_norm: torch.Tensor, lr: float, clock: PhaseClock
     ) -> dict[str, float]:
-        keys = rollouts[0][5].keys()
-        local = {k: nanmean([r[5][k] for r in rollouts]) for k in keys}
+        keys = rollouts[0][4].keys()
+        local = {k: nanmean([r[4][k] for r in rollouts]) for k in keys}
         local["loss"] = float(np.mean([o.loss.item() for o in outputs]))
         local["kl"] = float(np.mean([o.kl.item() for o in outputs]))
         local["clip_fraction"] = float(np.mean([o.clip_fraction.item() for o in outputs]))

@@ -177,3 +177,39 @@ def test_every_launcher_enters_the_tensors_device(triton_cpu, monkeypatch):
 def test_on_device_is_a_no_op_off_cuda():
     with _triton_utils.on_device(torch.zeros(1)):
         pass
+
+
+# ---------------------------------------------------------------- log-probs the loss used
+@pytest.mark.parametrize("mode", ["auto", "reference"])
+def test_fused_linear_loss_returns_the_log_probs_it_used(mode):
+    """μ > 1 reuses them as the old policy's: taken from the loss's own pass (same rows, same
+    chunks, same kernels), the first update's ratio is exactly 1."""
+    g = torch.Generator().manual_seed(7)
+    n, t, v, width = 4, 9, 50, 16
+    hidden = torch.randn(n, t, width, generator=g).to(DEVICE)
+    weight = torch.randn(v, width, generator=g).to(DEVICE)
+    ids = torch.randint(0, v, (n, t), generator=g).to(DEVICE)
+    rewards, mask = _rewards_mask(n, t, seed=7)
+    with backend(mode):
+        out = fused_linear_grpo_loss(
+            hidden.clone().requires_grad_(), weight, ids, rewards, mask, group_size=2, chunk_size=5
+        )
+        again = fused_linear_grpo_loss(
+            hidden.clone().requires_grad_(),
+            weight,
+            ids,
+            rewards,
+            mask,
+            group_size=2,
+            chunk_size=5,
+            old_logp=out.logp,
+            eps_low=1e-12,
+            eps_high=1e-12,  # any ratio off 1 by a rounding would be clipped
+        )
+    assert out.logp.shape == (n, t) and out.logp.dtype == torch.float32
+    assert not out.logp.requires_grad
+    want = torch.log_softmax(hidden @ weight.T, -1).gather(-1, ids[..., None])[..., 0]
+    on = mask.bool()
+    torch.testing.assert_close(out.logp[on], want[on])
+    assert again.clip_fraction.item() == 0.0
+    torch.testing.assert_close(again.loss, out.loss, rtol=0, atol=0)
