@@ -100,11 +100,14 @@ def load_model(
     seed: int = 0,
     min_pixels: int = 3136,
     max_pixels: int = 256 * 28 * 28,
+    dtype: Any = None,
 ) -> tuple[Any, Any]:
     """``(model, processor)`` from a local checkpoint directory, or ``tiny:<family>`` for a tiny one.
 
-    Local files only (no hub access). Qwen2.5-VL's processor is rebuilt image-only (no torchvision)
-    around the checkpoint's tokenizer and chat template; InternVL3 uses ``AutoProcessor``.
+    Local files only (no hub access). A folder as Qwen/OpenGVLab release it or as grit_fast saves
+    one; the processor is rebuilt image-only (no torchvision) from the folder's tokenizer, chat
+    template and image settings (:mod:`grit_fast.models.loading`). ``dtype``: None keeps the
+    folder's (the releases are bf16).
     """
     if name.startswith("tiny:"):
         return build_tiny_model(
@@ -114,6 +117,8 @@ def load_model(
 
     from transformers import AutoConfig
 
+    from grit_fast.models.loading import load_checkpoint
+
     path = Path(name)
     if not path.is_dir():
         raise FileNotFoundError(
@@ -122,20 +127,6 @@ def load_model(
         )
     config = AutoConfig.from_pretrained(path, local_files_only=True)
     family = family_of(config) if family == "auto" else family
-    if family == "qwen2.5-vl":
-        from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
-
-        from grit_fast.models.qwen2_5_vl import CHAT_TEMPLATE, build_processor
-
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        processor = build_processor(tokenizer, min_pixels, max_pixels)
-        template = path / "chat_template.jinja"
-        processor.chat_template = template.read_text() if template.is_file() else CHAT_TEMPLATE
-        return model, processor
-    if family == "internvl3":
-        from transformers import AutoProcessor, InternVLForConditionalGeneration
-
-        model = InternVLForConditionalGeneration.from_pretrained(path, local_files_only=True)
-        return model, AutoProcessor.from_pretrained(path, local_files_only=True)
-    raise ValueError(f"family {family!r} is not supported; expected one of {FAMILIES}")
+    if family not in FAMILIES:
+        raise ValueError(f"family {family!r} is not supported; expected one of {FAMILIES}")
+    return load_checkpoint(path, family, min_pixels, max_pixels, dtype)
