@@ -124,6 +124,10 @@ class GritConfig:
     resume: str | None = None
     log_every: int = 1
     tensorboard: bool = False
+    # ----- the real path: release checkpoints on GPUs (precision, memory, serving export)
+    # export_model: at the end of a finished run write output_dir/model, the weights in the
+    # checkpoint's own dtype (a release's bf16) for serving; training checkpoints keep fp32 masters.
+    export_model: bool = True
 
     def __post_init__(self) -> None:
         self.validate()

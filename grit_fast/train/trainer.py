@@ -14,13 +14,14 @@ One step (GRIT_SPEC §3), for each of ``gradient_accumulation_steps`` micro-batc
 pass a model and processor to skip loading, records (dicts, :class:`GritRecord` or a JSONL path) to
 skip ``config.data``, a judge callable for ``answer_accuracy``, and ``extra_reward(texts, records) ->
 (N,) floats`` to add a reward of your own to the preset's total (logged as ``reward/extra``).
-Metrics go to ``output_dir/metrics.jsonl``; checkpoints to ``output_dir/checkpoint-<step>``.
+Metrics go to ``output_dir/metrics.jsonl``; checkpoints (fp32 masters) to
+``output_dir/checkpoint-<step>``; a finished run's weights in the release's dtype to
+``output_dir/model`` (``export_model``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -35,8 +36,9 @@ from grit_fast import distributed
 from grit_fast.data import GritRecord, load_grit_jsonl, records_from_dicts
 from grit_fast.models import adapter_for, load_model
 from grit_fast.models.forward import model_inputs, token_logprobs
-from grit_fast.train import checkpoint
+from grit_fast.train import checkpoint, precision
 from grit_fast.train.config import GritConfig
+from grit_fast.train.export import export_trainer
 from grit_fast.train.loss import LossSettings, PolicyLoss
 from grit_fast.train.metrics import (
     PhaseClock,
@@ -121,10 +123,19 @@ class GritTrainer:
         family = model if cfg.family == "auto" else cfg.family
         self.adapter = adapter_for(family, processor, cfg.min_pixels, cfg.max_pixels)
         model.to(self.device)
+        # The checkpoint's dtype (a release's bf16): the frozen reference may keep it, the serving
+        # export returns to it; the policy trains fp32 masters (grit_fast.train.precision).
+        self.release_dtype = precision.weights_dtype(model)
         # The frozen reference for the KL: a copy of the starting weights (LoRA: adapters disabled).
         self.ref_model = None
         if cfg.beta > 0 and not cfg.lora:
-            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+            dtype = precision.reference_dtype(cfg.bf16, self.device, self.release_dtype)
+            self.ref_model = precision.frozen_copy(model, dtype)
+        precision.to_master(model)
+        if self.is_main:
+            logger.info(
+                "precision: %s", precision.describe(cfg.bf16, self.device, self.release_dtype)
+            )
         if cfg.lora:
             model = apply_lora(model, cfg)
         if cfg.gradient_checkpointing:
@@ -193,8 +204,11 @@ class GritTrainer:
         bar.close()
         # At the end, unless that step was just saved (or no step ran: a finished run resumed).
         saved = cfg.save_every and self.step % cfg.save_every == 0
-        if history and self.step == cfg.max_steps and not saved:
-            self.save()
+        if history and self.step == cfg.max_steps:
+            if not saved:
+                self.save()
+            if cfg.export_model:
+                export_trainer(self)
         return history
 
     def training_step(self) -> dict[str, float]:
@@ -340,9 +354,7 @@ class GritTrainer:
         return max(per_rank, 1.0) / len(rollouts)
 
     def _autocast(self) -> Any:
-        if self.config.bf16 and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return precision.autocast(self.config.bf16, self.device)
 
     def _metrics(
         self, rollouts: list, outputs: list, grad_norm: torch.Tensor, lr: float, clock: PhaseClock
