@@ -108,7 +108,7 @@ class GritConfig:
     gradient_accumulation_steps: int = 1
     max_steps: int = 200
     bf16: bool = False
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | None = None  # None: on for models of 100 M parameters or more
     seed: int = 42
     # LoRA (peft, the ``lora`` extra)
     lora: bool = False

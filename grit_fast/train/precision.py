@@ -15,8 +15,9 @@ kept fp32 masters (DeepSpeed). Here:
 * the checkpoint's dtype is remembered (:func:`weights_dtype`) so that the serving export returns to
   it (:mod:`grit_fast.train.export`).
 
-Cost: fp32 weights + fp32 gradients + AdamW's two fp32 moments = 16 bytes per trainable parameter,
-plus autocast's bf16 copies (2 bytes) while a forward/backward runs (:mod:`grit_fast.train.memory`).
+Cost: fp32 weights + fp32 gradients + AdamW's two fp32 moments = 16 bytes per trainable parameter
+(:mod:`grit_fast.train.memory`); autocast's cache of bf16 weight copies is kept only while
+generating (see :func:`autocast`).
 """
 
 from __future__ import annotations
@@ -39,10 +40,15 @@ def uses_autocast(bf16: bool, device: torch.device) -> bool:
     return bool(bf16) and device.type == "cuda"
 
 
-def autocast(bf16: bool, device: torch.device) -> Any:
-    """The compute context of a run: bf16 autocast on CUDA when ``bf16``, else nothing."""
+def autocast(bf16: bool, device: torch.device, cache: bool = True) -> Any:
+    """The compute context of a run: bf16 autocast on CUDA when ``bf16``, else nothing.
+
+    ``cache=False`` for the loss's forward and backward: autocast's cache would hold a bf16 copy of
+    every trainable weight (2 bytes per parameter) until the backward ends, while recasting costs
+    one pass over the weights per use. Generation keeps it (a cast per decoding step would
+    dominate small steps), while the gradients it could collide with do not exist yet."""
     if uses_autocast(bf16, device):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
     return contextlib.nullcontext()
 
 

@@ -36,7 +36,7 @@ from grit_fast import distributed
 from grit_fast.data import GritRecord, load_grit_jsonl, records_from_dicts
 from grit_fast.models import adapter_for, load_model
 from grit_fast.models.forward import model_inputs, token_logprobs
-from grit_fast.train import checkpoint, precision
+from grit_fast.train import checkpoint, memory, precision
 from grit_fast.train.config import GritConfig
 from grit_fast.train.export import export_trainer
 from grit_fast.train.loss import LossSettings, PolicyLoss
@@ -54,6 +54,7 @@ from grit_fast.train.setup import (
     build_optimizer,
     enable_checkpointing,
     full_tensor,
+    wants_checkpointing,
     wrap_parallel,
 )
 
@@ -138,10 +139,14 @@ class GritTrainer:
             )
         if cfg.lora:
             model = apply_lora(model, cfg)
-        if cfg.gradient_checkpointing:
+        params = sum(p.numel() for p in model.parameters())
+        checkpointing = wants_checkpointing(cfg.gradient_checkpointing, params)
+        if checkpointing:
             enable_checkpointing(model)
         self.model = model
         self.model.train()
+        if self.is_main:
+            self._report_memory(checkpointing)
 
         # auto and on: fused. On CPU its chunked path is also leaner and faster (benches/RESULTS.md,
         # "Train step": N=8, T=128, V=151,665 fp32, 97 MiB and 6.8 s fwd+bwd vs 1,216 MiB and 8.2 s
@@ -241,7 +246,7 @@ class GritTrainer:
                     if last or not hasattr(self.policy, "no_sync")
                     else self.policy.no_sync()
                 )
-                with clock("forward_backward"), sync, self._autocast():
+                with clock("forward_backward"), sync, self._autocast(cache=False):
                     out = self.policy(
                         inputs,
                         rollout.completion_ids,
@@ -353,8 +358,22 @@ class GritTrainer:
         per_rank = distributed.mean_over_ranks({"tokens": local})["tokens"]
         return max(per_rank, 1.0) / len(rollouts)
 
-    def _autocast(self) -> Any:
-        return precision.autocast(self.config.bf16, self.device)
+    def _autocast(self, cache: bool = True) -> Any:
+        return precision.autocast(self.config.bf16, self.device, cache)
+
+    def _report_memory(self, checkpointing: bool) -> None:
+        """Log the memory estimate per process (a warning when it exceeds the device)."""
+        cfg = self.config
+        fsdp = cfg.parallel == "fsdp" and self.world > 1
+        ref_bytes = 0
+        if self.ref_model is not None:
+            ref_bytes = torch.finfo(precision.weights_dtype(self.ref_model)).bits // 8
+        run = memory.run_shape(cfg, self.adapter, self.world, fsdp, checkpointing, ref_bytes)
+        estimate = memory.estimate_memory(memory.model_shape(self.model), run)
+        device_bytes = None
+        if self.device.type == "cuda":
+            device_bytes = torch.cuda.get_device_properties(self.device).total_memory
+        memory.report(estimate, device_bytes, hint=memory.hint(cfg, checkpointing, self.world))
 
     def _metrics(
         self, rollouts: list, outputs: list, grad_norm: torch.Tensor, lr: float, clock: PhaseClock

@@ -141,3 +141,18 @@ def test_a_finished_run_exports_the_release_dtype(bf16_folder, data, tmp_path):
     settings = json.loads((export / "processor_config.json").read_text())
     assert settings["processor_class"] == "Qwen2_5_VLProcessor"
     assert model.generation_config.repetition_penalty == 1.05  # the release's serving defaults
+
+
+def test_the_run_starts_with_its_precision_and_memory_estimate(bf16_folder, data, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO):
+        run = trainer(bf16_folder, data, tmp_path / "run")
+    text = caplog.text
+    assert "precision: fp32 master weights (checkpoint bfloat16), fp32 compute" in text
+    assert "bf16 autocast runs on CUDA only" in text  # bf16: true on this CPU
+    line = next(r.message for r in caplog.records if r.message.startswith("memory estimate"))
+    params = sum(p.numel() for p in run.model.parameters())
+    for part in ("weights", "gradients", "optimizer", "reference", "activations", "total"):
+        assert part in line
+    assert f"weights {4 * params / 2**30:.1f} GiB" in line
