@@ -152,13 +152,24 @@ def _write_json(path: Path, value: Any) -> None:
 
 
 def _random_model(model_class: type, config: Any, seed: int, dtype: torch.dtype) -> Any:
-    """The model with transformers' own random initialisation, made directly in ``dtype``."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return model_class._from_config(config, dtype=dtype)
-    finally:
-        torch.random.set_rng_state(state)
+    """The model with random weights in ``dtype``: made on the meta device, then filled (uniform
+    with std 0.02, norms' weights 1) - transformers' own normal initialisation of a real-width
+    embedding takes seconds. Only the saved weights matter: the folder is loaded again."""
+    with torch.device("meta"):
+        model = model_class._from_config(config, dtype=dtype)
+    model.to_empty(device="cpu")
+    model.tie_weights()  # to_empty gives each parameter its own storage, tied ones included
+    generator = torch.Generator().manual_seed(seed)
+    bound = 0.02 * 3**0.5
+    with torch.no_grad():
+        for module in model.modules():
+            norm = "Norm" in type(module).__name__
+            for name, param in module.named_parameters(recurse=False):
+                if norm:
+                    param.fill_(1.0 if name == "weight" else 0.0)
+                else:
+                    param.uniform_(-bound, bound, generator=generator)
+    return model
 
 
 def qwen2_5_vl_config_json(widths: dict[str, Any], layers: int, vision_depth: int) -> dict:

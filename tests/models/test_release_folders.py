@@ -32,6 +32,7 @@ def internvl_folder(tmp_path_factory):
 def test_qwen_release_loads_with_its_own_chat_template(qwen_folder):
     model, processor = load_model(str(qwen_folder))
     assert next(model.parameters()).dtype == torch.bfloat16  # the folder's dtype
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight  # tied
     assert model.config.text_config.rope_parameters["mrope_section"] == [4, 2, 2]
     assert model.generation_config.repetition_penalty == 1.05  # the release's, kept for serving
     assert processor.chat_template == QWEN_CHAT_TEMPLATE
