@@ -32,7 +32,7 @@ from tests.release_folders import (  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-def one_step(folder, tmp_path, caplog):
+def one_step(folder, tmp_path, caplog, record_property):
     Image.new("RGB", (448, 448), (200, 30, 30)).save(tmp_path / "a.png")
     record = {"question": "How many dots?", "answer": "2", "image": "a.png", "width": 448,
               "height": 448, "bboxs": [[10, 10, 100, 100]], "dataset": "tallyqa"}  # fmt: skip
@@ -63,12 +63,17 @@ def one_step(folder, tmp_path, caplog):
         assert (after[name] != value).float().mean() > 0.9, name
     assert trainer.model.is_activation_checkpointing  # on by default at this size
     assert any(r.message.startswith("memory estimate") for r in caplog.records)
+    if trainer.device.type == "cuda":  # the GPU check: bf16 autocast, the fused Triton loss
+        assert "bf16 autocast compute" in caplog.text
+        assert trainer.loss_settings.fused
+        record_property("peak_GiB", round(torch.cuda.max_memory_allocated() / 2**30, 2))
+    record_property("step_s", round(metrics["time/step"], 2))
     return trainer
 
 
-def test_qwen2_5_vl_3b_widths_train_one_step(tmp_path, caplog):
+def test_qwen2_5_vl_3b_widths_train_one_step(tmp_path, caplog, record_property):
     folder = write_qwen2_5_vl_release(tmp_path / "qwen", real_width=True, layers=1, vision_depth=2)
-    trainer = one_step(folder, tmp_path, caplog)
+    trainer = one_step(folder, tmp_path, caplog, record_property)
     text = trainer.model.config.text_config
     assert (text.hidden_size, text.intermediate_size, text.vocab_size) == (2048, 11008, 151936)
     assert (text.num_attention_heads, text.num_key_value_heads) == (16, 2)
@@ -89,11 +94,11 @@ def test_qwen2_5_vl_3b_widths_train_one_step(tmp_path, caplog):
     assert (batch["input_ids"] == 151655).sum() == 256  # 448² / 28² image tokens
 
 
-def test_internvl3_2b_widths_train_one_step(tmp_path, caplog):
+def test_internvl3_2b_widths_train_one_step(tmp_path, caplog, record_property):
     folder = write_internvl3_hf_release(
         tmp_path / "internvl", real_width=True, layers=1, vision_layers=1
     )
-    trainer = one_step(folder, tmp_path, caplog)
+    trainer = one_step(folder, tmp_path, caplog, record_property)
     text, vision = trainer.model.config.text_config, trainer.model.config.vision_config
     assert (text.hidden_size, text.intermediate_size) == (1536, 8960)
     assert (text.num_attention_heads, text.num_key_value_heads) == (12, 2)
