@@ -54,6 +54,7 @@ from grit_fast.train.setup import (
     build_optimizer,
     enable_checkpointing,
     full_tensor,
+    shard_fsdp,
     wants_checkpointing,
     wrap_parallel,
 )
@@ -168,6 +169,13 @@ class GritTrainer:
         self.policy_loss = PolicyLoss(self.model, self.loss_settings)
         self.policy = wrap_parallel(self.policy_loss, cfg, self.device)
         self.fsdp = cfg.parallel == "fsdp" and distributed.is_distributed()
+        # The frozen reference runs through the same wrapper; under FSDP it is sharded like the
+        # policy (a full copy on every process would cost its whole size on every GPU).
+        self.ref_policy = None
+        if self.ref_model is not None:
+            self.ref_policy = PolicyLoss(self.ref_model, self.loss_settings)
+            if self.fsdp:
+                shard_fsdp(self.ref_policy)
         self.optimizer, self.scheduler = build_optimizer(
             [p for p in self.model.parameters() if p.requires_grad], cfg
         )
@@ -343,8 +351,11 @@ class GritTrainer:
             return None
         s, ids = self.loss_settings, rollout.completion_ids
         with self._autocast():
-            if self.ref_model is not None:
-                return token_logprobs(self.ref_model, inputs, ids, s.temperature, s.fused)
+            if self.ref_policy is not None:
+                logp = self.ref_policy.logprobs(inputs, ids)
+                if self.fsdp:  # FSDP keeps a root's weights gathered after its forward
+                    self.ref_policy.reshard()
+                return logp
             with self.model.disable_adapter():  # LoRA: the base weights are the reference
                 return token_logprobs(self.model, inputs, ids, s.temperature, s.fused)
 
