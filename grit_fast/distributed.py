@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -80,15 +79,6 @@ def mean_over_ranks(values: Mapping[str, float], weight: float = 1.0) -> dict[st
     dist.all_reduce(vec)
     total = vec[-1].item()
     return {k: (vec[i] / total).item() for i, k in enumerate(keys)}
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """``obj`` from rank ``src`` on every rank (pickled); identity for a single process."""
-    if not is_distributed():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
 
 
 def destroy() -> None:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from grit_fast.eval.metrics import compute_metrics
-from grit_fast.eval.predictions import PredictionError, read_jsonl, score_records, write_jsonl
+from grit_fast.eval.predictions import PredictionError, read_jsonl, score_records
+from grit_fast.jsonl import write_jsonl
 
 __all__ = ["EvalOptions", "evaluate", "evaluate_records", "score_predictions"]
 

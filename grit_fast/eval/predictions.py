@@ -31,21 +31,20 @@ default to ``""``; ``width``/``height`` are needed when boxes must be mapped fro
 
 from __future__ import annotations
 
-import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from grit_fast import jsonl
 
 __all__ = [
     "PredictionError",
     "grounded_boxes_key",
     "read_jsonl",
     "score_records",
-    "write_jsonl",
 ]
 
 SAMPLE_KEYS = ("question", "answer", "image", "width", "height", "bboxs", "dataset")
@@ -62,34 +61,8 @@ def grounded_boxes_key(dataset: str) -> str:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Records of a JSONL file (blank lines skipped); errors name the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise PredictionError(f"{path}: file not found")
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PredictionError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
-            if not isinstance(record, dict):
-                raise PredictionError(f"{path}:{lineno}: expected a JSON object per line")
-            records.append(record)
-    return records
-
-
-def write_jsonl(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> None:
-    """Write records atomically (a temporary file renamed over ``path``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    """Records of a predictions JSONL file; errors (:class:`PredictionError`) name the file and line."""
+    return jsonl.read_jsonl(path, PredictionError)
 
 
 def _where(record: Mapping[str, Any], i: int, source: str) -> str:

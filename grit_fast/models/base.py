@@ -18,6 +18,9 @@ GRIT_SUFFIX = (
     " rethink between <rethink> </rethink> and then answer the question after <answer>.\n"
 )
 STOP_STRING = "</answer>"
+# GRIT's image resize bounds for Qwen2.5-VL (docs/method.md §1).
+DEFAULT_MIN_PIXELS = 3136
+DEFAULT_MAX_PIXELS = 256 * 28 * 28
 
 
 def grit_user_text(question: str) -> str:
@@ -35,12 +38,36 @@ class ModelAdapter:
 
     family = "base"
     coordinate_convention = "pixels"
+    # config.json model_type values of this family's checkpoints (grit_fast.models.family_of)
+    model_types: tuple[str, ...] = ()
 
-    def __init__(self, processor: Any, min_pixels: int = 3136, max_pixels: int = 256 * 28 * 28):
+    def __init__(
+        self, processor: Any, min_pixels: int | None = None, max_pixels: int | None = None
+    ):
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
-        self.min_pixels = int(min_pixels)
-        self.max_pixels = int(max_pixels)
+        self.min_pixels = int(DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels)
+        self.max_pixels = int(DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+
+    # ----- models of the family
+    @classmethod
+    def load(
+        cls, path: Any, min_pixels: int, max_pixels: int, dtype: Any = None
+    ) -> tuple[Any, Any]:
+        """``(model, processor)`` from a local checkpoint folder of this family (``dtype``: None
+        keeps the folder's)."""
+        raise NotImplementedError(f"{cls.__name__} does not load checkpoints")
+
+    @classmethod
+    def build_tiny(cls, seed: int = 0, **kwargs: Any) -> tuple[Any, Any]:
+        """``(model, processor)`` of a tiny random model of this family's architecture."""
+        raise NotImplementedError(f"{cls.__name__} has no tiny model")
+
+    @staticmethod
+    def backbone(model: Any) -> Any:
+        """The module that runs vision encoder + decoder and returns ``last_hidden_state`` (the
+        model without its output layer)."""
+        return model.model
 
     # ----- prompts
     def messages(self, question: str) -> list[dict[str, Any]]:

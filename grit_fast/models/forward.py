@@ -83,8 +83,10 @@ def completion_hidden(
     model: Any, inputs: dict[str, torch.Tensor], completion_length: int
 ) -> torch.Tensor:
     """(N, T, H) last hidden states at the positions that predict the T completion tokens."""
+    from grit_fast.models import adapter_class, family_of
+
     base = unwrap(model)
-    out = base.model(**inputs, use_cache=False)
+    out = adapter_class(family_of(base)).backbone(base)(**inputs, use_cache=False)
     hidden = out.last_hidden_state
     length = hidden.shape[1]
     return hidden[:, length - completion_length - 1 : length - 1]

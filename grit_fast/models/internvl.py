@@ -129,6 +129,23 @@ class InternVLAdapter(ModelAdapter):
 
     family = "internvl3"
     coordinate_convention = "internvl"
+    model_types = ("internvl",)
+
+    @classmethod
+    def load(
+        cls, path: Any, min_pixels: int, max_pixels: int, dtype: Any = None
+    ) -> tuple[Any, Any]:
+        """The ``-hf`` model and an image-only processor rebuilt from the folder's own files
+        (see :func:`grit_fast.models.loading.load_internvl3`; the pixel bounds are unused)."""
+        from grit_fast.models.loading import load_internvl3
+
+        return load_internvl3(path, dtype)
+
+    @classmethod
+    def build_tiny(cls, seed: int = 0, **kwargs: Any) -> tuple[Any, Any]:
+        from grit_fast.models.tiny import build_tiny_internvl3
+
+        return build_tiny_internvl3(seed=seed, **kwargs)
 
     def image_inputs(self, images: list[Any]) -> dict[str, Any]:
         # InternVLProcessor tiles by default; follow the image processor's own setting instead.

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["chat_template_of", "load_checkpoint"]
+__all__ = ["chat_template_of", "load_internvl3", "load_qwen2_5_vl"]
 
 
 def chat_template_of(path: Path, tokenizer: Any, default: str) -> str:
@@ -46,11 +46,14 @@ def _tokenizer(path: Path) -> Any:
     return tokenizer
 
 
-def _qwen2_5_vl(path: Path, min_pixels: int, max_pixels: int, dtype: Any) -> tuple[Any, Any]:
+def load_qwen2_5_vl(path: Any, min_pixels: int, max_pixels: int, dtype: Any) -> tuple[Any, Any]:
+    """Qwen2.5-VL: the model, and an image-only processor around the folder's tokenizer and chat
+    template (GRIT's pixel bounds)."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from grit_fast.models.qwen2_5_vl import CHAT_TEMPLATE, build_processor
 
+    path = Path(path)
     model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
         path, local_files_only=True, dtype=dtype
     )
@@ -82,11 +85,14 @@ def _internvl_image_tokens(tokenizer: Any, path: Path) -> None:
         setattr(tokenizer, f"{name}_id", token_id)
 
 
-def _internvl3(path: Path, dtype: Any) -> tuple[Any, Any]:
+def load_internvl3(path: Any, dtype: Any) -> tuple[Any, Any]:
+    """InternVL3 ``-hf``: the model, and an image-only processor with the folder's tokenizer (and
+    its image tokens), tile size, image tokens per tile and chat template."""
     from transformers import GotOcr2ImageProcessorPil, InternVLForConditionalGeneration
 
     from grit_fast.models.internvl import CHAT_TEMPLATE, _processor_class
 
+    path = Path(path)
     model = InternVLForConditionalGeneration.from_pretrained(
         path, local_files_only=True, dtype=dtype
     )
@@ -103,15 +109,3 @@ def _internvl3(path: Path, dtype: Any) -> tuple[Any, Any]:
         chat_template=chat_template_of(path, tokenizer, CHAT_TEMPLATE),
     )
     return model, processor
-
-
-def load_checkpoint(
-    path: Path, family: str, min_pixels: int, max_pixels: int, dtype: Any = None
-) -> tuple[Any, Any]:
-    """``(model, processor)`` of the checkpoint folder ``path`` of ``family``; ``dtype``: None
-    keeps the folder's (a release's bf16, a training checkpoint's fp32)."""
-    if family == "qwen2.5-vl":
-        return _qwen2_5_vl(path, min_pixels, max_pixels, dtype)
-    if family == "internvl3":
-        return _internvl3(path, dtype)
-    raise ValueError(f"family {family!r} is not supported; expected qwen2.5-vl or internvl3")

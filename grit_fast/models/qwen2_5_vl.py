@@ -71,10 +71,39 @@ def build_processor(
 
 
 class Qwen2_5_VLAdapter(ModelAdapter):
-    """Qwen2.5-VL (``Qwen2_5_VLForConditionalGeneration``): boxes in resized-image pixels."""
+    """Qwen2.5-VL (``Qwen2_5_VLForConditionalGeneration``): boxes in resized-image pixels.
+
+    ``min_pixels``/``max_pixels`` default to the processor's own resize bounds."""
 
     family = FAMILY
     coordinate_convention = "qwen2.5-vl"
+    model_types = ("qwen2_5_vl", "qwen2_vl")
+
+    def __init__(
+        self, processor: Any, min_pixels: int | None = None, max_pixels: int | None = None
+    ):
+        size = getattr(getattr(processor, "image_processor", None), "size", None)
+        if min_pixels is None:
+            min_pixels = getattr(size, "shortest_edge", None)
+        if max_pixels is None:
+            max_pixels = getattr(size, "longest_edge", None)
+        super().__init__(processor, min_pixels, max_pixels)
+
+    @classmethod
+    def load(
+        cls, path: Any, min_pixels: int, max_pixels: int, dtype: Any = None
+    ) -> tuple[Any, Any]:
+        """The model, and an image-only processor (no torchvision) around the folder's tokenizer
+        and chat template (see :func:`grit_fast.models.loading.load_qwen2_5_vl`)."""
+        from grit_fast.models.loading import load_qwen2_5_vl
+
+        return load_qwen2_5_vl(path, min_pixels, max_pixels, dtype)
+
+    @classmethod
+    def build_tiny(cls, seed: int = 0, **kwargs: Any) -> tuple[Any, Any]:
+        from grit_fast.models.tiny import build_tiny_qwen2_5_vl
+
+        return build_tiny_qwen2_5_vl(seed=seed, **kwargs)
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """(W', H') of an original W x H image after the processor's resize."""

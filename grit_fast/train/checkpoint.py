@@ -2,11 +2,12 @@
 
 Layout: ``output_dir/checkpoint-<step>/`` holding the model (``save_pretrained``, fp32 master
 weights; the adapter only under LoRA), the processor, ``trainer_state.pt`` (optimizer, scheduler, RNG
-states, sampler position, step), ``grit_config.json`` and ``release.json`` (the starting checkpoint's
-dtype, which ``grit-fast export`` returns to). A save is written to a hidden temporary directory beside it and
+states, sampler position, step), ``grit_config.json`` and ``release.json`` (the starting
+checkpoint's dtype, which ``grit-fast export`` returns to). A save is written to a hidden temporary directory beside it and
 renamed into place only when complete, so an interrupted save leaves at most a stray temporary
 directory and never damages an earlier checkpoint; :func:`latest_checkpoint` ignores temporaries.
-:func:`save_trainer` / :func:`resume_trainer` do this for a whole trainer (FSDP shards gathered).
+The trainer decides what its state is (:meth:`GritTrainer.state_dict`); this module writes and
+reads the files.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from grit_fast.train.export import RELEASE_FILE, release_info
+from grit_fast.train.export import RELEASE_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -161,57 +162,3 @@ def saved_model_state(model: Any, path: str | os.PathLike) -> dict[str, Any]:
     # load through from_pretrained, which knows the mapping.
     dtype = next(model.parameters()).dtype
     return type(model).from_pretrained(Path(path), dtype=dtype).state_dict()
-
-
-def save_trainer(trainer: Any) -> Path | None:
-    """``checkpoint-<step>`` of a :class:`~grit_fast.train.trainer.GritTrainer`: written by the main
-    process (under FSDP every process first helps gather the full state); all wait for it."""
-    from grit_fast import distributed
-    from grit_fast.train.setup import gather_full_state
-
-    path = model_state = optimizer_state = None
-    if trainer.fsdp:
-        model_state, optimizer_state = gather_full_state(trainer.model, trainer.optimizer)
-    if trainer.is_main:
-        state = {
-            "optimizer": optimizer_state or trainer.optimizer.state_dict(),
-            "scheduler": trainer.scheduler.state_dict(),
-            "sampler": trainer.sampler.state_dict(),
-        }
-        path = save_checkpoint(
-            trainer.config.output_dir,
-            trainer.step,
-            trainer.model,
-            trainer.processor,
-            state,
-            trainer.config.to_dict(),
-            model_state,
-            release_info(trainer.release_dtype, trainer.config.model),
-        )
-    distributed.barrier()
-    return path
-
-
-def resume_trainer(trainer: Any) -> None:
-    """Apply ``config.resume`` (None, "auto" or a checkpoint path) to a freshly built trainer."""
-    from grit_fast.train.setup import load_full_state
-
-    resume, output_dir = trainer.config.resume, trainer.config.output_dir
-    if resume is None:
-        return
-    path = latest_checkpoint(output_dir) if resume == "auto" else Path(resume)
-    if path is None:
-        logger.info("resume=auto: no checkpoint in %s, starting fresh", output_dir)
-        return
-    state = load_trainer_state(path)
-    if trainer.fsdp:
-        weights = saved_model_state(trainer.model, path)
-        load_full_state(trainer.model, trainer.optimizer, weights, state["optimizer"])
-    else:
-        load_model_weights(trainer.model, path)
-        trainer.optimizer.load_state_dict(state["optimizer"])
-    trainer.scheduler.load_state_dict(state["scheduler"])
-    trainer.sampler.load_state_dict(state["sampler"])
-    set_rng_state(state["rng"])
-    trainer.step = int(state["step"])
-    logger.info("resumed from %s at step %d", path, trainer.step)

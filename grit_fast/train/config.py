@@ -62,13 +62,14 @@ class GritConfig:
     """Settings of a GRPO-GR run. Defaults are the paper's (Qwen2.5-VL-3B, 8 GPUs) where it has one.
 
     ``model``: a local checkpoint directory, or ``tiny:qwen2.5-vl`` / ``tiny:internvl3`` for a tiny
-    random model of the real architecture (tests, demo). ``data``: a GRIT JSONL file (``image_root``
+    random model of the real architecture (tests, demo); no default: a run without one is an error
+    (unless the trainer is handed a model). ``data``: a GRIT JSONL file (``image_root``
     defaults to its directory). ``resume``: None, ``"auto"`` (latest checkpoint in ``output_dir``,
     if any) or a checkpoint directory.
     """
 
     # model and data
-    model: str = "tiny:qwen2.5-vl"
+    model: str | None = None
     family: str = "auto"
     data: str | None = None
     image_root: str | None = None
@@ -224,10 +225,6 @@ class GritConfig:
             raise ConfigError(
                 f"num_generations must be >= 2 (a group of 1 has zero advantage), got {self.num_generations}"
             )
-
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
 
 
 _FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(GritConfig)}

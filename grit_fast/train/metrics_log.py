@@ -10,6 +10,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from grit_fast.jsonl import read_jsonl
+
 
 class MetricsLog:
     def __init__(self, output_dir: str | Path, enabled: bool = True, tensorboard: bool = False):
@@ -55,5 +57,4 @@ def _summary_writer(logdir: Path) -> Any:
 
 def read_metrics(output_dir: str | Path) -> list[dict[str, Any]]:
     """The rows of ``output_dir/metrics.jsonl``."""
-    path = Path(output_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_jsonl(Path(output_dir) / "metrics.jsonl")

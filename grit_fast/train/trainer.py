@@ -25,6 +25,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,8 @@ from grit_fast.data import GritRecord, load_grit_jsonl, records_from_dicts
 from grit_fast.models import adapter_for, load_model
 from grit_fast.models.forward import model_inputs, token_logprobs
 from grit_fast.train import checkpoint, memory, precision
-from grit_fast.train.config import GritConfig
-from grit_fast.train.export import export_trainer
+from grit_fast.train.config import ConfigError, GritConfig
+from grit_fast.train.export import export_trainer, release_info
 from grit_fast.train.loss import LossSettings, PolicyLoss
 from grit_fast.train.metrics import (
     PhaseClock,
@@ -54,6 +55,8 @@ from grit_fast.train.setup import (
     build_optimizer,
     enable_checkpointing,
     full_tensor,
+    gather_full_state,
+    load_full_state,
     shard_fsdp,
     wants_checkpointing,
     wrap_parallel,
@@ -74,6 +77,19 @@ def _records(data: Any, image_root: str | None) -> list[GritRecord]:
     if isinstance(data, (str, os.PathLike)):
         return load_grit_jsonl(data, image_root=image_root)
     return records_from_dicts(data, image_root=image_root)
+
+
+@dataclass
+class MicroBatch:
+    """One micro-batch of a step: its rollout, the model inputs over prompt + completion, the
+    rewards (N,), the old-policy (μ > 1) and reference (β > 0) log-probs (N, T) and its metrics."""
+
+    rollout: Rollout
+    inputs: dict[str, torch.Tensor]
+    rewards: torch.Tensor
+    old_logp: torch.Tensor | None
+    ref_logp: torch.Tensor | None
+    stats: dict[str, float]
 
 
 class GritTrainer:
@@ -105,6 +121,12 @@ class GritTrainer:
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
 
+        if model is None and cfg.model is None:
+            raise ConfigError(
+                "no model to train: set `model` to a checkpoint folder (e.g. --set "
+                "model=path/to/Qwen2.5-VL-3B-Instruct), or to tiny:qwen2.5-vl / tiny:internvl3 "
+                "for a tiny random model on purpose"
+            )
         # Data first: a bad record should fail before minutes of model loading.
         data = records if records is not None else cfg.data
         if data is None:
@@ -226,7 +248,7 @@ class GritTrainer:
 
     def training_step(self) -> dict[str, float]:
         cfg, clock = self.config, PhaseClock()
-        rollouts = []
+        batches: list[MicroBatch] = []
         for micro in range(cfg.gradient_accumulation_steps):
             records = self._local_records(micro)
             with clock("generate"), self._autocast():
@@ -238,17 +260,16 @@ class GritTrainer:
                     rollout.prompt_inputs, rollout.completion_ids, rollout.completion_mask
                 )
                 ref = self._ref_logprobs(inputs, rollout)
-            rollouts.append((rollout, inputs, rewards, ref, stats))
+            batches.append(MicroBatch(rollout, inputs, rewards, None, ref, stats))
 
-        normalizer = self._token_normalizer(rollouts)
+        normalizer = self._token_normalizer(batches)
         # μ > 1: the old policy's log-probs are those the first iteration's loss used (its rows,
         # chunks and kernels), so no extra forward runs and the first ratio is exactly 1; the first
         # iteration itself needs none (ρ ≡ 1).
-        old: list[torch.Tensor | None] = [None] * len(rollouts)
         for iteration in range(cfg.num_iterations):
             outputs = []
-            for i, (rollout, inputs, rewards, ref, _) in enumerate(rollouts):
-                last = i == len(rollouts) - 1
+            for i, b in enumerate(batches):
+                last = i == len(batches) - 1
                 sync = (
                     contextlib.nullcontext()
                     if last or not hasattr(self.policy, "no_sync")
@@ -256,17 +277,17 @@ class GritTrainer:
                 )
                 with clock("forward_backward"), sync, self._autocast(cache=False):
                     out = self.policy(
-                        inputs,
-                        rollout.completion_ids,
-                        rollout.completion_mask,
-                        rewards,
-                        old[i],
-                        ref,
+                        b.inputs,
+                        b.rollout.completion_ids,
+                        b.rollout.completion_mask,
+                        b.rewards,
+                        b.old_logp,
+                        b.ref_logp,
                         normalizer,
                     )
-                    (out.loss / len(rollouts)).backward()
+                    (out.loss / len(batches)).backward()
                 if iteration == 0 and cfg.num_iterations > 1:
-                    old[i] = out.logp
+                    b.old_logp = out.logp
                 outputs.append(out)
             with clock("optimizer"):
                 grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -278,7 +299,7 @@ class GritTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
 
         self.step += 1
-        metrics = self._metrics(rollouts, outputs, grad_norm, lr, clock)
+        metrics = self._metrics(batches, outputs, grad_norm, lr, clock)
         if metrics["zero_advantage_group_fraction"] >= 1.0:
             logger.warning(
                 "step %d: every group has equal rewards, so every advantage is 0 and nothing is "
@@ -359,15 +380,15 @@ class GritTrainer:
             with self.model.disable_adapter():  # LoRA: the base weights are the reference
                 return token_logprobs(self.model, inputs, ids, s.temperature, s.fused)
 
-    def _token_normalizer(self, rollouts: list) -> float | None:
+    def _token_normalizer(self, batches: list[MicroBatch]) -> float | None:
         """``loss_type=dapo``: the step's unmasked-token count over micro-batches and processes,
         scaled so that the per-micro-batch mean and the gradient average over ranks give
         Σ token losses / count."""
         if self.config.loss_type != "dapo":
             return None
-        local = sum(float(r[0].completion_mask.sum()) for r in rollouts)
+        local = sum(float(b.rollout.completion_mask.sum()) for b in batches)
         per_rank = distributed.mean_over_ranks({"tokens": local})["tokens"]
-        return max(per_rank, 1.0) / len(rollouts)
+        return max(per_rank, 1.0) / len(batches)
 
     def _autocast(self, cache: bool = True) -> Any:
         return precision.autocast(self.config.bf16, self.device, cache)
@@ -387,10 +408,15 @@ class GritTrainer:
         memory.report(estimate, device_bytes, hint=memory.hint(cfg, checkpointing, self.world))
 
     def _metrics(
-        self, rollouts: list, outputs: list, grad_norm: torch.Tensor, lr: float, clock: PhaseClock
+        self,
+        batches: list[MicroBatch],
+        outputs: list,
+        grad_norm: torch.Tensor,
+        lr: float,
+        clock: PhaseClock,
     ) -> dict[str, float]:
-        keys = rollouts[0][4].keys()
-        local = {k: nanmean([r[4][k] for r in rollouts]) for k in keys}
+        keys = batches[0].stats.keys()
+        local = {k: nanmean([b.stats[k] for b in batches]) for k in keys}
         local["loss"] = float(np.mean([o.loss.item() for o in outputs]))
         local["kl"] = float(np.mean([o.kl.item() for o in outputs]))
         local["clip_fraction"] = float(np.mean([o.clip_fraction.item() for o in outputs]))
@@ -432,9 +458,71 @@ class GritTrainer:
         )
         return evaluate_records(self.policy_loss, self.adapter, items, out, options)
 
+    def state_dict(self) -> dict[str, Any]:
+        """What resuming needs besides the config: ``model`` (the full weights under FSDP, else None:
+        the checkpoint's model folder holds them), ``optimizer``, ``scheduler``, ``sampler`` (the
+        prompt order) and ``step``. Under FSDP a collective: every process must call it, and rank 0
+        gets the full state."""
+        if self.fsdp:
+            model_state, optimizer_state = gather_full_state(self.model, self.optimizer)
+        else:
+            model_state, optimizer_state = None, self.optimizer.state_dict()
+        return {
+            "model": model_state,
+            "optimizer": optimizer_state,
+            "scheduler": self.scheduler.state_dict(),
+            "sampler": self.sampler.state_dict(),
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """The inverse of :meth:`state_dict` (``model`` None: the weights are already in place)."""
+        if self.fsdp:
+            load_full_state(self.model, self.optimizer, state["model"], state["optimizer"])
+        else:
+            if state["model"] is not None:
+                self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        self.step = int(state["step"])
+
     def save(self) -> Path | None:
-        """Write ``checkpoint-<step>`` (main process only; the others wait)."""
-        return checkpoint.save_trainer(self)
+        """Write ``checkpoint-<step>`` (main process only; under FSDP every process first helps
+        gather the state); every process waits for it."""
+        cfg = self.config
+        state = self.state_dict()
+        path = None
+        if self.is_main:
+            model_state = state.pop("model")
+            path = checkpoint.save_checkpoint(
+                cfg.output_dir,
+                self.step,
+                self.model,
+                self.processor,
+                state,
+                cfg.to_dict(),
+                model_state,
+                release_info(self.release_dtype, cfg.model),
+            )
+        distributed.barrier()
+        return path
 
     def _resume(self) -> None:
-        checkpoint.resume_trainer(self)
+        """Apply ``config.resume`` (None, "auto" or a checkpoint path)."""
+        cfg = self.config
+        if cfg.resume is None:
+            return
+        path = checkpoint.latest_checkpoint(cfg.output_dir) if cfg.resume == "auto" else cfg.resume
+        if path is None:
+            logger.info("resume=auto: no checkpoint in %s, starting fresh", cfg.output_dir)
+            return
+        state = checkpoint.load_trainer_state(path)
+        if self.fsdp:
+            state["model"] = checkpoint.saved_model_state(self.model, path)
+        else:
+            checkpoint.load_model_weights(self.model, path)
+            state["model"] = None
+        self.load_state_dict(state)
+        checkpoint.set_rng_state(state["rng"])
+        logger.info("resumed from %s at step %d", path, self.step)

@@ -16,12 +16,13 @@ The x axis is ``step`` (the row number when absent). matplotlib is imported lazi
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from grit_fast.jsonl import read_jsonl
 
 __all__ = ["PANELS", "plot_curves", "read_metrics_jsonl"]
 
@@ -43,23 +44,11 @@ PANELS = (
 
 
 def read_metrics_jsonl(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Rows of a metrics JSONL file; a bad line names the file and line number."""
-    path = Path(path)
-    if not path.is_file():
+    """Rows of a metrics JSONL file; a missing file is a FileNotFoundError, a bad line a ValueError
+    naming the file and line number."""
+    if not Path(path).is_file():
         raise FileNotFoundError(f"metrics file not found: {path}")
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object")
-            rows.append(row)
-    return rows
+    return read_jsonl(path)
 
 
 def _series(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:

@@ -159,3 +159,67 @@ def test_load_model_round_trips_a_saved_tiny_qwen(tiny_qwen, tmp_path):
     assert adapter.prompt_text("q") == adapter_for(model, processor).prompt_text("q")
     with pytest.raises(FileNotFoundError, match="not a local checkpoint directory"):
         load_model(str(tmp_path / "missing"))
+
+
+def test_a_family_is_one_registered_adapter_class(tiny_qwen, tmp_path, monkeypatch):
+    """A new family: an adapter subclass naming its model_type; family_of, adapter_for, load_model
+    and the forward helpers all go through it."""
+    import grit_fast.models as models
+    from grit_fast.models.forward import completion_hidden
+    from grit_fast.models.qwen2_5_vl import Qwen2_5_VLAdapter
+
+    monkeypatch.setattr(models, "ADAPTERS", dict(models.ADAPTERS))
+    loads, backbones = [], []
+
+    class Mine(Qwen2_5_VLAdapter):
+        family = "mine"
+        model_types = ("mine_vl",)
+
+        @classmethod
+        def load(cls, path, min_pixels, max_pixels):
+            loads.append(path)
+            return super().load(path, min_pixels, max_pixels)
+
+        @staticmethod
+        def backbone(model):
+            backbones.append(model)
+            return model.model
+
+    assert models.register_family(Mine) is Mine and "mine" in models.FAMILIES
+    model, processor = tiny_qwen
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded, loaded_processor = models.load_model(str(tmp_path), family="mine")
+    assert loads == [tmp_path]
+    adapter = models.adapter_for("mine", loaded_processor)
+    assert isinstance(adapter, Mine)
+    monkeypatch.setattr(loaded.config, "model_type", "mine_vl")
+    assert models.family_of(loaded) == "mine"
+    batch = adapter.encode(["q"], [Image.new("RGB", (56, 56))])
+    ids = torch.tensor([[9707, 11]])
+    inputs = dict(batch)
+    inputs["input_ids"] = torch.cat([batch["input_ids"], ids], dim=1)
+    inputs["attention_mask"] = torch.cat([batch["attention_mask"], torch.ones_like(ids)], dim=1)
+    inputs["mm_token_type_ids"] = torch.cat(
+        [batch["mm_token_type_ids"], torch.zeros_like(ids)], dim=1
+    )
+    assert completion_hidden(loaded, inputs, 2).shape == (
+        1,
+        2,
+        loaded.config.text_config.hidden_size,
+    )
+    assert backbones == [loaded]
+    with pytest.raises(TypeError, match="ModelAdapter subclass"):
+        models.register_family(object)
+
+
+def test_qwen_adapter_takes_the_processor_pixel_bounds():
+    from grit_fast.models.qwen2_5_vl import build_processor
+
+    processor = build_processor(min_pixels=112 * 112, max_pixels=112 * 112)
+    adapter = adapter_for("qwen2.5-vl", processor)
+    assert (adapter.min_pixels, adapter.max_pixels) == (112 * 112, 112 * 112)
+    from grit_fast.rewards.coords import qwen_resized_size
+
+    own = qwen_resized_size(300, 200, 112 * 112, 112 * 112)
+    assert adapter.model_size(300, 200) == own != qwen_resized_size(300, 200)

@@ -23,8 +23,10 @@ class _Handler(BaseHTTPRequestHandler):
     """Behaviour chosen by the model's answer in the prompt:
 
     ``ok:S`` replies ``{score: S}``; ``fail:N:S`` answers HTTP 500 N times then ``ok:S``; ``slow:S``
-    sleeps past the client timeout on its first request; ``malformed`` replies a body that is not
-    JSON; ``noscore`` replies text without a number; ``forbidden`` answers HTTP 403.
+    holds its first request until the test ends (past any client timeout); ``meet:S`` waits at the
+    server's barrier for the other requests in flight, and the server counts how many overlap;
+    ``malformed`` replies a body that is not JSON; ``noscore`` replies text without a number;
+    ``forbidden`` answers HTTP 403. No reply depends on how fast this machine is.
     """
 
     def log_message(self, *args):  # keep pytest output clean
@@ -44,7 +46,15 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "fail" and n <= int(rest[0]):
             return self._send(500, b"oops")
         if kind == "slow" and n == 1:
-            time.sleep(0.6)
+            server.released.wait(timeout=60)
+        if kind == "meet":
+            with server.lock:
+                server.in_flight += 1
+                server.most_in_flight = max(server.most_in_flight, server.in_flight)
+            with contextlib.suppress(threading.BrokenBarrierError):
+                server.meet.wait()
+            with server.lock:
+                server.in_flight -= 1
         if kind == "forbidden":
             return self._send(403, b"no")
         if kind == "malformed":
@@ -71,10 +81,15 @@ def server():
     httpd.bodies = []
     httpd.auth = []
     httpd.lock = threading.Lock()
+    httpd.released = threading.Event()
+    httpd.in_flight = httpd.most_in_flight = 0
+    httpd.meet = threading.Barrier(1)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     httpd.base_url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     yield httpd
+    httpd.released.set()
+    httpd.meet.abort()
     httpd.shutdown()
     httpd.server_close()
     thread.join(timeout=5)
@@ -107,21 +122,23 @@ def test_prompt_matches_released_text():
 
 
 def test_retries_failures_and_slow_replies(server):
-    judge = judge_for(server, retries=3, timeout=0.3)
+    judge = judge_for(server, retries=3, timeout=1.0)
     assert judge(["q", "q"], ["a", "a"], ["fail:2:0.75", "slow:1"]) == [0.75, 1.0]
     assert server.calls["fail:2:0.75"] == 3
     assert server.calls["slow:1"] == 2
 
 
 def test_requests_run_concurrently(server):
-    # Each of these replies after 0.6 s: four in flight take ~0.6 s, one at a time ~2.4 s.
-    preds = ["slow:1", "slow:0.5", "slow:0.25", "slow:0"]
-    for concurrency, bound in ((4, lambda s: s < 1.5), (1, lambda s: s >= 2.4)):
+    """Four requests meet at the server only if the client sends them at once; one at a time, the
+    server never sees two in flight (each passes a barrier of one)."""
+    preds = ["meet:1", "meet:0.5", "meet:0.25", "meet:0"]
+    for concurrency in (4, 1):
         server.calls.clear()
-        judge = judge_for(server, concurrency=concurrency, timeout=5.0)
-        start = time.monotonic()
+        server.meet = threading.Barrier(concurrency, timeout=30)
+        server.most_in_flight = 0
+        judge = judge_for(server, concurrency=concurrency, timeout=60.0, retries=0)
         assert judge(["q"] * 4, ["a"] * 4, preds) == [1.0, 0.5, 0.25, 0.0]
-        assert bound(time.monotonic() - start), concurrency
+        assert server.most_in_flight == concurrency
         assert judge.requests_sent == 4
 
 

@@ -65,3 +65,11 @@ def test_bad_image_and_bad_override_exit_2_with_the_reason(config, tmp_path, cap
     assert "train.jsonl:1: field 'image': cannot read image" in caplog.text
     assert main(["train", "--config", str(config), "--set", "loss_type=ppo"]) == 2
     assert "grit.yaml: loss_type='ppo' is not allowed; expected one of" in caplog.text
+
+
+def test_a_run_without_a_model_says_how_to_name_one(config, tmp_path, caplog):
+    """No silent tiny default: `--set data=mine.jsonl` alone would otherwise train a random model."""
+    text = config.read_text().replace("model: tiny:qwen2.5-vl\n", "")
+    (tmp_path / "nomodel.yaml").write_text(text)
+    assert main(["train", "--config", str(tmp_path / "nomodel.yaml")]) == 2
+    assert "no model to train" in caplog.text and "tiny:qwen2.5-vl" in caplog.text

@@ -84,5 +84,6 @@ def test_cli_prints_config_and_reports_bad_keys(capsys, tmp_path, caplog):
     assert json.loads(capsys.readouterr().out)["lr"] == 1e-5
     assert main(["train", "--set", "loss_type=nope"]) == 2
     assert "loss_type='nope' is not allowed" in caplog.text
-    assert main(["train", "--set", f"data={tmp_path / 'missing.jsonl'}"]) == 2
+    missing = f"data={tmp_path / 'missing.jsonl'}"
+    assert main(["train", "--set", "model=tiny:qwen2.5-vl", "--set", missing]) == 2
     assert "data file not found" in caplog.text

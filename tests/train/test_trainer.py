@@ -352,7 +352,7 @@ def test_dapo_divides_by_the_tokens_of_the_whole_step():
         mask = torch.zeros(len(lengths), 9)
         for i, n in enumerate(lengths):
             mask[i, :n] = 1
-        return (types.SimpleNamespace(completion_mask=mask),)
+        return types.SimpleNamespace(rollout=types.SimpleNamespace(completion_mask=mask))
 
     rollouts = [rollout([3, 9]), rollout([1, 2])]  # 15 tokens over 2 micro-batches
     fake = types.SimpleNamespace(config=types.SimpleNamespace(loss_type="dapo"))
