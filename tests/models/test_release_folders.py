@@ -83,3 +83,27 @@ def test_internvl_tokenizer_without_image_tokens_is_refused(internvl_folder, tmp
     build_qwen2_5_tokenizer().save_pretrained(folder)
     with pytest.raises(ValueError, match="no '<img>' token"):
         load_model(str(folder))
+
+
+def test_greedy_from_the_release_folder_is_the_teacher_forced_argmax(qwen_folder):
+    """The folder's generation_config (repetition_penalty, top_k 1, temperature 0.1, ...) stays out
+    of the run's generation: what greedy decoding emits is the policy's own argmax, token by token."""
+    from grit_fast.models.forward import completion_hidden, model_inputs, output_layer
+    from grit_fast.models.generation import generate_completions
+
+    model, processor = load_model(str(qwen_folder), dtype=torch.float32)
+    assert model.generation_config.repetition_penalty == 1.05
+    # A random model's greedy output repeats one token by a wide margin, which 1.05 leaves alone;
+    # 3 would not, so the test shows whether the folder's config reaches generate at all.
+    model.generation_config.repetition_penalty = 3.0
+    adapter = adapter_for(model, processor)
+    pictures = [Image.new("RGB", (56 + 28 * i, 56), (40 * i, 90, 160)) for i in range(2)]
+    out = generate_completions(
+        model, adapter, ["What is here?", "Count the dots."], pictures, max_new_tokens=24
+    )
+    with torch.no_grad():
+        inputs = model_inputs(out.prompt_inputs, out.ids, out.mask)
+        argmax = output_layer(model)(completion_hidden(model, inputs, out.ids.shape[1])).argmax(-1)
+    rows, steps = out.mask.nonzero(as_tuple=True)
+    assert len(rows) > 20
+    assert torch.equal(out.ids[rows, steps], argmax[rows, steps])
