@@ -127,8 +127,9 @@ class GritConfig:
     tensorboard: bool = False
     # ----- the real path: release checkpoints on GPUs (precision, memory, serving export)
     # export_model: at the end of a finished run write output_dir/model, the weights in the
-    # checkpoint's own dtype (a release's bf16) for serving; training checkpoints keep fp32 masters.
-    export_model: bool = True
+    # starting checkpoint's dtype for serving (training checkpoints keep fp32 masters). null: when
+    # that dtype is not fp32 (the releases are bf16); an fp32 run's last checkpoint already is it.
+    export_model: bool | None = None
 
     def __post_init__(self) -> None:
         self.validate()

@@ -4,9 +4,10 @@ Training checkpoints hold fp32 master weights (exact resume; :mod:`grit_fast.tra
 the size of the bf16 release. :func:`export_model` writes ``model.safetensors`` cast to the release's
 dtype, ``config.json`` saying so, the model's ``generation_config.json`` (the release's own serving
 defaults; training never reads them) and the processor, whose files name transformers' own
-processor class rather than grit_fast's image-only subclass. A finished run writes
-``output_dir/model/`` (:func:`export_trainer`); ``grit-fast export CHECKPOINT`` does it for any
-training checkpoint, which records the release's dtype in ``release.json``.
+processor class rather than grit_fast's image-only subclass. A finished run from a checkpoint that is
+not fp32 (the releases are bf16) writes ``output_dir/model/`` (:func:`export_trainer`,
+``export_model``); ``grit-fast export CHECKPOINT`` does it for any training checkpoint, which records
+the release's dtype in ``release.json``.
 """
 
 from __future__ import annotations
@@ -55,8 +56,19 @@ def _transformers_class_name(processor: Any) -> str:
     return type(processor).__name__
 
 
+# The processor's small settings files (tokenizer.json, megabytes, names no class).
+SETTINGS_FILES = (
+    "processor_config.json",
+    "preprocessor_config.json",
+    "tokenizer_config.json",
+    "video_preprocessor_config.json",
+)
+
+
 def _name_processor_class(folder: Path, name: str) -> None:
-    for path in folder.glob("*.json"):
+    for path in (folder / f for f in SETTINGS_FILES):
+        if not path.is_file():
+            continue
         settings = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(settings, dict) and "processor_class" in settings:
             settings["processor_class"] = name
@@ -130,6 +142,12 @@ def export_model(
         raise
     logger.info("exported %s weights to %s", dtype_name(dtype), out)
     return out
+
+
+def wants_export(setting: bool | None, checkpoint_dtype: torch.dtype) -> bool:
+    """The config's ``export_model``; None (auto): when the serving dtype differs from the training
+    checkpoints' fp32 (a bf16 release), else the last checkpoint already is the serving folder."""
+    return checkpoint_dtype != torch.float32 if setting is None else setting
 
 
 def export_trainer(trainer: Any) -> Path | None:

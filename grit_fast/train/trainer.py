@@ -15,7 +15,7 @@ pass a model and processor to skip loading, records (dicts, :class:`GritRecord` 
 skip ``config.data``, a judge callable for ``answer_accuracy``, and ``extra_reward(texts, records) ->
 (N,) floats`` to add a reward of your own to the preset's total (logged as ``reward/extra``).
 Metrics go to ``output_dir/metrics.jsonl``; checkpoints (fp32 masters) to
-``output_dir/checkpoint-<step>``; a finished run's weights in the release's dtype to
+``output_dir/checkpoint-<step>``; a finished run's weights in the release's dtype (bf16) to
 ``output_dir/model`` (``export_model``).
 """
 
@@ -39,7 +39,7 @@ from grit_fast.models import adapter_for, load_model
 from grit_fast.models.forward import model_inputs, token_logprobs
 from grit_fast.train import checkpoint, memory, precision
 from grit_fast.train.config import ConfigError, GritConfig
-from grit_fast.train.export import export_trainer, release_info
+from grit_fast.train.export import export_trainer, release_info, wants_export
 from grit_fast.train.loss import LossSettings, PolicyLoss
 from grit_fast.train.metrics import (
     PhaseClock,
@@ -242,7 +242,7 @@ class GritTrainer:
         if history and self.step == cfg.max_steps:
             if not saved:
                 self.save()
-            if cfg.export_model:
+            if wants_export(cfg.export_model, self.release_dtype):
                 export_trainer(self)
         return history
 

@@ -15,6 +15,7 @@ Image = pytest.importorskip("PIL.Image")
 safetensors_torch = pytest.importorskip("safetensors.torch")
 
 from grit_fast.models import load_model  # noqa: E402
+from grit_fast.train.export import wants_export  # noqa: E402
 from grit_fast.train.trainer import GritTrainer  # noqa: E402
 from tests.release_folders import write_qwen2_5_vl_release  # noqa: E402
 
@@ -106,6 +107,14 @@ def test_a_step_from_bf16_moves_the_weights_as_from_fp32(bf16_folder, data, tmp_
     assert torch.equal(b1, f1)  # the same update, bit for bit
     moved = (b1 != b0).float().mean().item()
     assert moved > 0.9, f"only {moved:.1%} of q_proj moved"  # bf16 weights: ~4 %
+    # the serving export is written by default only where it differs from the fp32 checkpoint
+    assert (tmp_path / "bf16" / "model").is_dir()
+    assert not (tmp_path / "fp32" / "model").exists()
+
+
+def test_export_model_setting():
+    assert wants_export(None, torch.bfloat16) and not wants_export(None, torch.float32)
+    assert wants_export(True, torch.float32) and not wants_export(False, torch.bfloat16)
 
 
 def test_checkpoints_keep_fp32_masters_and_resume_exactly(bf16_folder, data, tmp_path):
