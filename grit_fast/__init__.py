@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from grit_fast.ops import (
         fused_linear_grpo_loss,
         fused_linear_log_probs,
+        fused_linear_policy_loss,
         grpo_loss,
         grpo_loss_from_logits,
     )
@@ -62,6 +63,7 @@ _PUBLIC: dict[str, str] = {
     "grpo_loss_from_logits": "grit_fast.ops",
     "fused_linear_grpo_loss": "grit_fast.ops",
     "fused_linear_log_probs": "grit_fast.ops",
+    "fused_linear_policy_loss": "grit_fast.ops",
     # training (config, data, models, trainer)
     "build_tiny_qwen2_5_vl": "grit_fast.models",
     "build_tiny_internvl3": "grit_fast.models",

@@ -54,12 +54,14 @@ FAST_PATHS: dict[str, str] = {
     # fused linear ops (grit_fast.ops.fused_linear; CPU tensors otherwise take its chunked torch path)
     "fused_linear_grpo_loss": TRITON,
     "fused_linear_log_probs": TRITON,
+    "fused_linear_policy_loss": TRITON,
 }
 
 # Ops whose CPU tensors, without Triton's interpreter, take a path of their own rather than the twin.
 CPU_PATHS: dict[str, str] = {
     "fused_linear_grpo_loss": "chunked torch",
     "fused_linear_log_probs": "chunked torch",
+    "fused_linear_policy_loss": "chunked torch",
 }
 
 _mode_override: contextvars.ContextVar[str | None] = contextvars.ContextVar(

@@ -3,6 +3,8 @@
 from grit_fast.data.grit_jsonl import (
     GritDataError,
     GritRecord,
+    image_size,
+    load_grit_files,
     load_grit_jsonl,
     load_image,
     records_from_dicts,
@@ -12,6 +14,8 @@ from grit_fast.data.grit_jsonl import (
 __all__ = [
     "GritDataError",
     "GritRecord",
+    "image_size",
+    "load_grit_files",
     "load_grit_jsonl",
     "load_image",
     "records_from_dicts",

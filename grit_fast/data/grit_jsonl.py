@@ -1,14 +1,18 @@
 """GRIT JSONL: records, validation that names file, line and field, and image loading.
 
-One record per line (GRIT_SPEC §4)::
+One record per line (docs/method.md §4)::
 
     {"question": "What is across from the truck?", "answer": "tv", "image": "000000410123.jpg",
      "width": 640, "height": 354, "bboxs": [[343.87, 94.03, 396.81, 126.06]], "dataset": "vsr"}
 
 ``image`` is relative to an image root (or absolute); ``answer`` is cast to str (TallyQA counts are
-ints); ``bboxs`` are gt boxes in original-image pixels (evaluation only; optional, default none);
-``dataset`` drives the counting reward (``tallyqa``) and skips the judge (``ovd…``). Extra keys are
-kept in :attr:`GritRecord.extra`. In-memory records (dicts) may carry a ``PIL.Image`` as ``image``.
+ints); ``width``/``height`` are optional (read from the image's header when absent); ``bboxs`` are
+gt boxes in original-image pixels (evaluation only; optional, default none); ``dataset`` drives the
+counting reward (``tallyqa``) and skips the judge (``ovd…``). Extra keys are kept in
+:attr:`GritRecord.extra`. In-memory records (dicts) may carry a ``PIL.Image`` as ``image``.
+
+:func:`load_grit_files` reads several files, each with its own image root, as the original's
+comma-separated training files.
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REQUIRED = ("question", "answer", "image", "width", "height", "dataset")
-KNOWN = (*REQUIRED, "bboxs")
+REQUIRED = ("question", "answer", "image", "dataset")
+KNOWN = (*REQUIRED, "width", "height", "bboxs")
 
 
 class GritDataError(ValueError):
@@ -40,7 +44,8 @@ class GritDataError(ValueError):
 
 @dataclass
 class GritRecord:
-    """One validated GRIT sample. ``image`` is a resolved path or an in-memory PIL image."""
+    """One validated GRIT sample. ``image`` is a resolved path or an in-memory PIL image;
+    ``exif_transpose``: whether :meth:`load_image` turns it upright by its EXIF orientation."""
 
     question: str
     answer: str
@@ -52,32 +57,70 @@ class GritRecord:
     source: str = "<records>"
     line: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    exif_transpose: bool = True
 
     def load_image(self) -> Any:
-        """The image as an RGB ``PIL.Image`` (EXIF orientation applied)."""
-        return load_image(self.image, self.source, self.line)
+        """The image as an RGB ``PIL.Image`` (EXIF orientation applied unless
+        ``exif_transpose`` is false)."""
+        return load_image(self.image, self.source, self.line, self.exif_transpose)
 
 
 def _is_pil(value: Any) -> bool:
     return type(value).__module__.startswith("PIL.") and hasattr(value, "convert")
 
 
-def load_image(image: Any, source: str = "<records>", line: int | None = None) -> Any:
-    """Open ``image`` (a path or PIL image) as RGB with its EXIF orientation applied.
+def load_image(
+    image: Any, source: str = "<records>", line: int | None = None, exif_transpose: bool = True
+) -> Any:
+    """Open ``image`` (a path or PIL image) as RGB, turned upright by its EXIF orientation unless
+    ``exif_transpose`` is false (the original GRIT code does not).
 
     A missing or unreadable file raises :class:`GritDataError` naming the record and the path.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
+    def upright(picture: Any) -> Any:
+        return ImageOps.exif_transpose(picture) if exif_transpose else picture
+
     if _is_pil(image):
-        return ImageOps.exif_transpose(image).convert("RGB")
+        return upright(image).convert("RGB")
     path = Path(image)
     if not path.is_file():
         raise GritDataError(source, line, "image", f"image file not found: {path}")
     try:
         with Image.open(path) as opened:
             opened.load()
-            return ImageOps.exif_transpose(opened).convert("RGB")
+            return upright(opened).convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise GritDataError(source, line, "image", f"cannot read image {path}: {exc}") from None
+
+
+# EXIF orientations that turn the picture by 90° (its upright width and height swap)
+_QUARTER_TURNS = (5, 6, 7, 8)
+
+
+def image_size(
+    image: Any, source: str = "<records>", line: int | None = None, exif_transpose: bool = True
+) -> tuple[int, int]:
+    """(width, height) of ``image`` (a path or PIL image) as :func:`load_image` returns it, from
+    the file's header only (no decoding). Errors name the record and the path."""
+    from PIL import Image, UnidentifiedImageError
+
+    def oriented(picture: Any) -> tuple[int, int]:
+        width, height = picture.size
+        turned = exif_transpose and picture.getexif().get(0x0112) in _QUARTER_TURNS
+        return (height, width) if turned else (width, height)
+
+    if _is_pil(image):
+        return oriented(image)
+    path = Path(image)
+    if not path.is_file():
+        raise GritDataError(
+            source, line, "image", f"image file not found: {path} (needed for width/height)"
+        )
+    try:
+        with Image.open(path) as opened:
+            return oriented(opened)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise GritDataError(source, line, "image", f"cannot read image {path}: {exc}") from None
 
@@ -115,9 +158,16 @@ def _boxes(value: Any, source: str, line: int) -> list[list[float]]:
 
 
 def validate_record(
-    raw: Any, source: str = "<records>", line: int = 0, image_root: str | os.PathLike | None = None
+    raw: Any,
+    source: str = "<records>",
+    line: int = 0,
+    image_root: str | os.PathLike | None = None,
+    exif_transpose: bool = True,
 ) -> GritRecord:
-    """One raw record (a mapping) -> :class:`GritRecord`, or :class:`GritDataError` naming the field."""
+    """One raw record (a mapping) -> :class:`GritRecord`, or :class:`GritDataError` naming the field.
+
+    A record without ``width``/``height`` (or with them null) gets them from the image's header, as
+    :func:`load_image` with ``exif_transpose`` will return it."""
     if not isinstance(raw, Mapping):
         raise GritDataError(source, line, None, f"expected a JSON object, got {type(raw).__name__}")
     for name in REQUIRED:
@@ -147,17 +197,24 @@ def validate_record(
         raise GritDataError(
             source, line, "image", f"expected a path or PIL image, got {type(image).__name__}"
         )
+    width, height = raw.get("width"), raw.get("height")
+    if width is None or height is None:
+        read = image_size(image, source, line, exif_transpose)
+        width, height = read[0] if width is None else width, read[1] if height is None else height
+    width = _positive_int(width, source, line, "width")
+    height = _positive_int(height, source, line, "height")
     return GritRecord(
         question=question,
         answer=str(answer),
         image=image,
-        width=_positive_int(raw["width"], source, line, "width"),
-        height=_positive_int(raw["height"], source, line, "height"),
+        width=width,
+        height=height,
         dataset=dataset,
         bboxs=_boxes(raw.get("bboxs"), source, line),
         source=source,
         line=line,
         extra={k: v for k, v in raw.items() if k not in KNOWN},
+        exif_transpose=exif_transpose,
     )
 
 
@@ -173,13 +230,15 @@ def records_from_dicts(
     image_root: str | os.PathLike | None = None,
     source: str = "<records>",
     check_images: bool = True,
+    exif_transpose: bool = True,
 ) -> list[GritRecord]:
     """Validate in-memory records (dicts or :class:`GritRecord`); ``line`` is the 1-based index."""
     records = []
     for i, item in enumerate(items, 1):
-        record = (
-            item if isinstance(item, GritRecord) else validate_record(item, source, i, image_root)
-        )
+        if isinstance(item, GritRecord):
+            record = item
+        else:
+            record = validate_record(item, source, i, image_root, exif_transpose)
         if check_images:
             _check_image_exists(record)
         records.append(record)
@@ -192,6 +251,7 @@ def load_grit_jsonl(
     path: str | os.PathLike,
     image_root: str | os.PathLike | None = None,
     check_images: bool = True,
+    exif_transpose: bool = True,
 ) -> list[GritRecord]:
     """Read and validate a GRIT JSONL file.
 
@@ -218,10 +278,60 @@ def load_grit_jsonl(
             except (json.JSONDecodeError, RecursionError) as exc:
                 msg = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
                 raise GritDataError(source, lineno, None, f"invalid JSON: {msg}") from None
-            record = validate_record(raw, source, lineno, root)
+            record = validate_record(raw, source, lineno, root, exif_transpose)
             if check_images:
                 _check_image_exists(record)
             records.append(record)
     if not records:
         raise GritDataError(source, None, None, "no records")
+    return records
+
+
+def split_paths(value: Any, name: str) -> list[Any]:
+    """A path, a list of paths, or a comma-separated string of paths -> list (None -> [])."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    text = str(value)
+    # A comma-separated string, as the original's --dataset_name; a path that exists stays whole.
+    if "," in text and not Path(text).exists():
+        return [part.strip() for part in text.split(",") if part.strip()]
+    if not text.strip():
+        raise GritDataError(str(value), None, None, f"{name}: expected a path, got an empty string")
+    return [value]
+
+
+def load_grit_files(
+    data: Any,
+    image_root: Any = None,
+    check_images: bool = True,
+    exif_transpose: bool = True,
+) -> list[GritRecord]:
+    """Records of one or several GRIT JSONL files, in order.
+
+    ``data``: a path, a list of paths, or paths separated by commas (as the original takes its
+    training files). ``image_root``: None (each file's directory), one folder for every file, or
+    one per file (a list, or comma-separated). Errors name the file and line
+    (:class:`GritDataError`).
+    """
+    files = split_paths(data, "data")
+    if not files:
+        raise GritDataError("<data>", None, None, "no data files given")
+    roots = split_paths(image_root, "image_root")
+    if len(roots) == 1:
+        roots = roots * len(files)
+    elif not roots:
+        roots = [None] * len(files)
+    elif len(roots) != len(files):
+        raise GritDataError(
+            ",".join(map(str, files)),
+            None,
+            None,
+            f"{len(files)} data files but {len(roots)} image roots; give one root for all "
+            "files or one per file, in the same order",
+        )
+    records: list[GritRecord] = []
+    for path, root in zip(files, roots, strict=True):
+        records += load_grit_jsonl(path, root, check_images, exif_transpose)
     return records

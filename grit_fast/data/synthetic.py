@@ -10,7 +10,7 @@ Tasks (a small fixed vocabulary, learnable by a tiny model):
 
 * ``"count"`` - "How many red circles are there?", answer ``"0"``..``"4"``, dataset ``tallyqa`` (so
   the official preset's count bonus applies); ``bboxs`` are the counted shapes (none for 0: such
-  samples are left out of the grounding-IoU mean, GRIT_SPEC §5);
+  samples are left out of the grounding-IoU mean, docs/method.md §5);
 * ``"spatial"`` - "Is the red triangle left of the blue square?", answer ``"yes"``/``"no"``, dataset
   ``vsr``; ``bboxs`` are the two shapes named, subject first. The two are separated along the axis of
   the relation (no overlap of their extents on it), so the answer is never ambiguous.

@@ -1,8 +1,8 @@
 """Correct GRIT traces for synthetic records, with boxes in the frame the model writes them in.
 
-:func:`grounded_trace` writes ``<think> … box … </think> <rethink> … </rethink> <answer> A`` (GRIT_SPEC
-§1, no closing ``</answer>``: the official BLEU reads everything after ``<answer>``, so a closing tag
-would cost half of it). Boxes are integers (the official box regex counts integers only) in the model's
+:func:`grounded_trace` writes ``<think> … box … </think> <rethink> … </rethink> <answer> A``
+(docs/method.md §1, no closing ``</answer>``: the official BLEU reads everything after
+``<answer>``, so a closing tag would cost half of it). Boxes are integers (the official box regex counts integers only) in the model's
 frame: Qwen2.5-VL's resized-image pixels by default, or whatever ``to_model_frame`` says (a model
 adapter, a convention name, or a callable). A count-0 trace names no box, which is what the official
 preset rewards most (the tallyqa bonus wants as many boxes as the count).

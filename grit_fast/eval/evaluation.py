@@ -90,14 +90,18 @@ def _done(out: Path) -> dict[int, dict[str, Any]]:
 
 
 def _load_data(data, image_root) -> list[Any]:
-    from grit_fast.data import load_grit_jsonl, records_from_dicts
+    """Records of JSONL path(s) (comma-separated too; ``image_root`` one folder or one per file)
+    or of in-memory records."""
+    from grit_fast.data import load_grit_files, records_from_dicts
 
-    if isinstance(data, (str, os.PathLike)):
-        data = [data]
+    if isinstance(data, (str, os.PathLike)) or all(
+        isinstance(item, (str, os.PathLike)) for item in data
+    ):
+        return load_grit_files(data, image_root)
     records: list[Any] = []
     for item in data:
         if isinstance(item, (str, os.PathLike)):
-            records += load_grit_jsonl(item, image_root=image_root)
+            records += load_grit_files(item, image_root)
         else:
             records += records_from_dicts([item], image_root=image_root)
     return records
@@ -119,8 +123,13 @@ def _sample_fields(record: Any, image_root: Any) -> dict[str, Any]:
     image = record.image
     if isinstance(image, Path):
         # Record the path as the data gave it: relative to the image root (default: the file's folder).
-        root = Path(image_root) if image_root is not None else Path(record.source).parent
-        image = str(image.relative_to(root)) if image.is_relative_to(root) else str(image)
+        from grit_fast.data.grit_jsonl import split_paths
+
+        roots = [Path(r) for r in split_paths(image_root, "image_root")] or [
+            Path(record.source).parent
+        ]
+        root = next((r for r in roots if image.is_relative_to(r)), None)
+        image = str(image) if root is None else str(image.relative_to(root))
     else:
         image = None  # an in-memory image has no path to record
     return {

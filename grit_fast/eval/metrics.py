@@ -1,4 +1,4 @@
-"""Evaluation metrics from prediction records, per dataset and overall (GRIT_SPEC §5).
+"""Evaluation metrics from prediction records, per dataset and overall (docs/method.md §5).
 
 For a group of records (one dataset, or all):
 

@@ -88,12 +88,15 @@ def adapter_for(
     processor: Any,
     min_pixels: int | None = None,
     max_pixels: int | None = None,
+    **options: Any,
 ) -> ModelAdapter:
     """The adapter of a model (or family name) around its ``processor``.
 
-    ``min_pixels``/``max_pixels`` (Qwen2.5-VL's resize bounds): default the processor's own."""
+    ``min_pixels``/``max_pixels`` (Qwen2.5-VL's resize bounds): default the processor's own.
+    ``options``: ``generation_header``, ``max_tiles``, ``double_resize`` (see
+    :class:`ModelAdapter`)."""
     family = model_or_family if isinstance(model_or_family, str) else family_of(model_or_family)
-    return adapter_class(family)(processor, min_pixels, max_pixels)
+    return adapter_class(family)(processor, min_pixels, max_pixels, **options)
 
 
 def build_qwen2_5_tokenizer(**kwargs: Any) -> Any:

@@ -1,6 +1,6 @@
 """What every model family's adapter provides to the trainer, the demo and evaluation.
 
-An adapter owns the processor, the chat template (the prompt of GRIT_SPEC §1: the image, then
+An adapter owns the processor, the chat template (the prompt of docs/method.md §1: the image, then
 ``"\\nQuestion: " + question + SUFFIX`` in the user turn, the model's default system prompt), image
 sizing, the coordinate convention of the boxes the model writes, and the special token ids.
 """
@@ -34,6 +34,12 @@ class ModelAdapter:
     ``coordinate_convention``: ``"qwen2.5-vl"`` (absolute pixels of the resized image) or
     ``"internvl"`` (0-1000 normalised). :meth:`to_original_pixels` maps boxes the model writes to
     pixels of the original image, which is what gt boxes and grounding IoU use.
+
+    Options (keyword-only; a family ignores those that are not about it): ``generation_header``
+    (default true) ends the prompt with the assistant header; false leaves it to the model, as the
+    released GRIT code does for InternVL. ``max_tiles`` (InternVL; default None: the processor's
+    own, 12): the most tiles per image. ``double_resize`` (Qwen2.5-VL; default false): the
+    released code's two resizes (:class:`~grit_fast.models.qwen2_5_vl.Qwen2_5_VLAdapter`).
     """
 
     family = "base"
@@ -42,12 +48,24 @@ class ModelAdapter:
     model_types: tuple[str, ...] = ()
 
     def __init__(
-        self, processor: Any, min_pixels: int | None = None, max_pixels: int | None = None
+        self,
+        processor: Any,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        *,
+        generation_header: bool = True,
+        max_tiles: int | None = None,
+        double_resize: bool = False,
     ):
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
         self.min_pixels = int(DEFAULT_MIN_PIXELS if min_pixels is None else min_pixels)
         self.max_pixels = int(DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels)
+        self.generation_header = bool(generation_header)
+        if max_tiles is not None and (isinstance(max_tiles, bool) or int(max_tiles) < 1):
+            raise ValueError(f"max_tiles must be a positive int or None, got {max_tiles!r}")
+        self.max_tiles = None if max_tiles is None else int(max_tiles)
+        self.double_resize = bool(double_resize)
 
     # ----- models of the family
     @classmethod
@@ -80,9 +98,10 @@ class ModelAdapter:
         ]
 
     def prompt_text(self, question: str) -> str:
-        """The chat-templated prompt string, ending with the assistant header (generation prompt)."""
+        """The chat-templated prompt string, ending with the assistant header (generation prompt)
+        unless ``generation_header`` is false."""
         return self.processor.apply_chat_template(
-            self.messages(question), tokenize=False, add_generation_prompt=True
+            self.messages(question), tokenize=False, add_generation_prompt=self.generation_header
         )
 
     def image_inputs(self, images: list[Any]) -> dict[str, Any]:
@@ -110,6 +129,15 @@ class ModelAdapter:
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return sorted(i for i in ids if isinstance(i, int) and i >= 0)
+
+    @property
+    def eos_token_id(self) -> int:
+        """The end token appended to a training completion (docs/method.md §3): the tokenizer's
+        EOS (``<|im_end|>`` for Qwen2.5-VL and InternVL3), else ``<|im_end|>``."""
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        return int(eos)
 
     @functools.cached_property
     def stop_closers(self) -> frozenset[int]:

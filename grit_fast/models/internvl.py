@@ -1,12 +1,18 @@
 """InternVL3 (transformers' native ``-hf`` classes): processor, chat template, 0-1000 coordinates.
 
-InternVL3 writes boxes as ``[x1, y1, x2, y2]`` normalised to 0-1000 of the image (GRIT_SPEC §1), so
+InternVL3 writes boxes as ``[x1, y1, x2, y2]`` normalised to 0-1000 of the image (docs/method.md §1), so
 the mapping to original pixels is x·W/1000, y·H/1000 whatever the tiling. Its language model is
 Qwen2.5 with the same vocabulary plus InternVL's image tokens (``<img>`` 151665, ``</img>`` 151666,
 ``<IMG_CONTEXT>`` 151667, then ``<quad>``, ``</quad>``, ``<ref>``, ``</ref>``, ``<box>``, ``</box>``,
 and ``<video>``, which the processor needs to tell videos from images).
 The processor expands each image placeholder into ``<img>`` + ``<IMG_CONTEXT>`` x image_seq_length
 per tile + ``</img>``.
+
+The released GRIT run (docs/method.md §7) tiles each image into at most 2 tiles plus a thumbnail
+(adapter option ``max_tiles``), re-encodes training images as JPEG of a random quality
+(:func:`jpeg_augment`, as InternVL's training transform) and lets the model write the assistant
+header (``generation_header=False``); its system prompt is InternVL's ``internvl2_5`` one, which
+:data:`SYSTEM_PROMPT` is.
 """
 
 from __future__ import annotations
@@ -29,7 +35,10 @@ INTERNVL_ADDED_TOKENS = (
 )
 FIRST_INTERNVL_ID = 151665
 IMAGE_TOKEN_ID = 151667
-SYSTEM_PROMPT = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多个合作单位联合开发的多模态大语言模型。"
+# The system message of InternVL's `internvl2_5` conversation template, which InternVL3 uses.
+SYSTEM_PROMPT = "你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的多模态大语言模型。"
+# The JPEG qualities InternVL's training transform draws from (uniformly, one per image).
+JPEG_QUALITIES = range(75, 101)
 
 # InternVL3's chat layout (ChatML with its default system prompt); an image is <IMG_CONTEXT>\n.
 CHAT_TEMPLATE = (
@@ -150,4 +159,24 @@ class InternVLAdapter(ModelAdapter):
     def image_inputs(self, images: list[Any]) -> dict[str, Any]:
         # InternVLProcessor tiles by default; follow the image processor's own setting instead.
         crop = getattr(self.processor.image_processor, "crop_to_patches", True)
-        return {"images": images, "crop_to_patches": crop}
+        inputs = {"images": images, "crop_to_patches": crop}
+        if self.max_tiles is not None:
+            inputs["max_patches"] = self.max_tiles
+        return inputs
+
+
+def jpeg_augment(image: Any, seed: int) -> Any:
+    """``image`` re-encoded as JPEG at a quality drawn from :data:`JPEG_QUALITIES` by ``seed``
+    (InternVL's training-time augmentation, which the released GRIT run applies; one draw per
+    image, before tiling). Returns an RGB ``PIL.Image`` of the same size."""
+    import io
+    import random
+
+    from PIL import Image
+
+    quality = random.Random(seed).choice(JPEG_QUALITIES)
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    buffer.seek(0)
+    with Image.open(buffer) as decoded:
+        return decoded.convert("RGB")

@@ -7,6 +7,7 @@ otherwise (the fused-linear ops: a chunked torch path; their unfused twins live 
 """
 
 from grit_fast.ops.fused_linear import fused_linear_grpo_loss, fused_linear_log_probs
+from grit_fast.ops.fused_linear_policy import PolicyLossOutput, fused_linear_policy_loss
 from grit_fast.ops.grpo_loss import group_advantages, grpo_loss
 from grit_fast.ops.logprob import selective_log_softmax
 from grit_fast.ops.loss_from_logits import grpo_loss_from_logits
@@ -14,8 +15,10 @@ from grit_fast.ops.types import LossOutput
 
 __all__ = [
     "LossOutput",
+    "PolicyLossOutput",
     "fused_linear_grpo_loss",
     "fused_linear_log_probs",
+    "fused_linear_policy_loss",
     "group_advantages",
     "grpo_loss",
     "grpo_loss_from_logits",

@@ -72,6 +72,25 @@ def check_loss_args(
         raise ValueError(f"beta must be >= 0, got {beta!r}")
 
 
+def check_max_completion_length(loss_type: str, max_completion_length: Any, width: int) -> None:
+    """``max_completion_length``: None or a positive int; ``dr_grpo`` needs it, at least ``width``
+    (the completions' padded width T), since it divides the summed token losses by N × it."""
+    value = max_completion_length
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"max_completion_length must be a positive int or None, got {value!r}")
+    if loss_type != "dr_grpo":
+        return
+    if value is None:
+        raise ValueError(
+            "loss_type='dr_grpo' needs max_completion_length= (the generation limit, e.g. "
+            "max_new_tokens): it divides the summed token losses by N × max_completion_length"
+        )
+    if width > value:
+        raise ValueError(
+            f"max_completion_length={value} is less than the completions' width of {width} columns"
+        )
+
+
 def check_same_device(**tensors: Any) -> None:
     """All tensors on one device, else a ValueError naming where each one is."""
     devices = {name: t.device for name, t in tensors.items() if t is not None}

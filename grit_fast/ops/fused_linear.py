@@ -30,7 +30,9 @@ would double its memory.
 
 CUDA tensors (and CPU tensors under ``TRITON_INTERPRET=1``) run the row kernel in Triton; CPU
 tensors otherwise run the same loop with a torch row step. ``GRIT_FAST_BACKEND=reference`` runs
-the unfused twin in :mod:`grit_fast.ops.reference_fused_linear`.
+the unfused twin in :mod:`grit_fast.ops.reference_fused_linear`. fp64 operands take the torch row
+step wherever they are (the kernel's arithmetic is fp32) and stay fp64 throughout, so the op can be
+gradchecked.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from grit_fast.ops import reference_fused_linear as twin
 from grit_fast.ops._triton_utils import block_size
 from grit_fast.ops.grpo_loss import ROW_SCALES, group_advantages, summarise
 from grit_fast.ops.logprob import GPU_BLOCK_V
+from grit_fast.ops.reference import compute_dtype
 from grit_fast.ops.types import LossOutput
 
 if TYPE_CHECKING:
@@ -112,11 +115,11 @@ def token_terms(
 
 
 def torch_chunk_step(logits, ids, old, ref, adv, coef, hparams, write_grad) -> Tensor:
-    """The row step in torch: logits [C, V] -> per-token [C, 4] fp32 (ℓ, k3, clipped, logp); with
-    ``write_grad`` d loss / d logits overwrites ``logits``. One fp32 [C, V] temporary (none for
-    fp32 logits, which are worked on in place)."""
+    """The row step in torch: logits [C, V] -> per-token [C, 4] fp32 (ℓ, k3, clipped, logp; fp64
+    for fp64 logits); with ``write_grad`` d loss / d logits overwrites ``logits``. One fp32
+    [C, V] temporary (none for fp32 or fp64 logits, which are worked on in place)."""
     inv_temp = hparams[3]
-    x = logits.float()  # [C, V]; the same tensor when logits are fp32
+    x = logits.to(compute_dtype(logits.dtype))  # [C, V]; the same tensor for fp32/fp64 logits
     if inv_temp != 1.0:
         x.mul_(inv_temp)
     shift = x.amax(dim=1, keepdim=True)
@@ -187,10 +190,11 @@ def chunked_rows(
     ids, old, ref, adv, coef = per_token
     write_grad = any(need)
     new = torch.empty if keep is None else torch.zeros
-    tok = new(rows, 4, dtype=torch.float32, device=h.device)
+    acc = compute_dtype(h.dtype)
+    tok = new(rows, 4, dtype=acc, device=h.device)
     grad_h = new(h.shape, dtype=h.dtype, device=h.device) if need[0] else None
     grad_w = torch.zeros_like(weight) if need[1] else None
-    grad_b = torch.zeros(vocab, dtype=torch.float32, device=h.device) if need[2] else None
+    grad_b = torch.zeros(vocab, dtype=acc, device=h.device) if need[2] else None
     buf = torch.empty(min(chunk, todo), vocab, dtype=h.dtype, device=h.device)  # [C, V]
     # The matmuls write into buffers of the operands' dtype: autocast must not recast them.
     with torch.autocast(h.device.type, enabled=False):
@@ -216,12 +220,12 @@ def chunked_rows(
             if grad_w is not None:
                 grad_w.addmm_(logits.t(), h_c)
             if grad_b is not None:
-                grad_b += logits.sum(dim=0, dtype=torch.float32)
+                grad_b += logits.sum(dim=0, dtype=acc)
     return tok, grad_h, grad_w, grad_b if grad_b is None else grad_b.to(h.dtype)
 
 
-def _flat_float(x: Tensor | None) -> Tensor | None:
-    return None if x is None else x.detach().reshape(-1).float().contiguous()
+def _flat(x: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    return None if x is None else x.detach().reshape(-1).to(dtype).contiguous()
 
 
 class FusedLinearGRPOFunction(torch.autograd.Function):
@@ -233,13 +237,15 @@ class FusedLinearGRPOFunction(torch.autograd.Function):
         group_size, opts, temperature, chunk, step, need = config
         n, t, width = hidden.shape
         adv = group_advantages(rewards, group_size, opts["scale_rewards"], opts["adv_eps"])
-        m = mask.detach().reshape(n, t).float()
-        row_scale = ROW_SCALES[opts["loss_type"]](m.sum(dim=1), t, opts["normalizer"])
+        acc = compute_dtype(hidden.dtype)
+        m = mask.detach().reshape(n, t).to(acc)
+        max_len, normalizer = opts["max_completion_length"], opts["normalizer"]
+        row_scale = ROW_SCALES[opts["loss_type"]](m.sum(dim=1), max_len, normalizer)
         per_token = (
             ids.reshape(-1).contiguous(),
-            _flat_float(old_logp),
-            _flat_float(ref_logp),
-            adv.repeat_interleave(t).contiguous(),
+            _flat(old_logp, acc),
+            _flat(ref_logp, acc),
+            adv.to(acc).repeat_interleave(t).contiguous(),
             (row_scale[:, None] * m).reshape(-1).contiguous(),
         )
         hparams = (
@@ -270,7 +276,7 @@ class FusedLinearGRPOFunction(torch.autograd.Function):
             dim=1,
         ).view(n, t, 4)
         loss, _, kl, clip_fraction = summarise(
-            per_row.sum(dim=1), t, opts["loss_type"], opts["normalizer"]
+            per_row.sum(dim=1), max_len, opts["loss_type"], normalizer
         )
         ctx.grads = (None if grad_h is None else grad_h.view(hidden.shape), grad_w, grad_b)
         logp = tok[:, 3].reshape(n, t).contiguous()  # 0 where masked (those rows are skipped)
@@ -292,8 +298,10 @@ class FusedLinearGRPOFunction(torch.autograd.Function):
 
 
 def _step(op: str, *tensors: Any) -> Callable[..., Tensor]:
-    """The row step for these tensors: Triton where it can run, else the torch step."""
-    return triton_chunk_step if _dispatch.use_fast(op, *tensors) else torch_chunk_step
+    """The row step for these tensors: Triton where it can run, else the torch step; fp64 always
+    the torch step, which computes in fp64 (the kernel in fp32)."""
+    fast = _dispatch.use_fast(op, *tensors)
+    return triton_chunk_step if fast and tensors[0].dtype != torch.float64 else torch_chunk_step
 
 
 def fused_linear_grpo_loss(
@@ -315,8 +323,9 @@ def fused_linear_grpo_loss(
 
     hidden: (N, T, H) fp32/bf16/fp16; weight: (V, H) (the lm_head) and bias: (V,) of the same dtype;
     ids, mask, old_logp, ref_logp: (N, T); rewards: (N,), N a multiple of ``group_size``.
-    ``loss_kwargs``: beta, eps_low, eps_high, loss_type, scale_rewards, adv_eps, normalizer, with
-    the meaning and defaults of :func:`grit_fast.ops.grpo_loss`. ``chunk_size``: token rows per
+    ``loss_kwargs``: beta, eps_low, eps_high, loss_type, scale_rewards, adv_eps, normalizer,
+    max_completion_length, with the meaning and defaults of :func:`grit_fast.ops.grpo_loss`.
+    Arithmetic in fp32, or fp64 for fp64 operands (then the loss is fp64). ``chunk_size``: token rows per
     chunk (default: from the shapes and, on a GPU, the free memory). The loss is differentiable
     w.r.t. ``hidden``, ``weight`` and ``bias``; no (N, T, V) tensor is ever allocated. Autocast
     does not apply: the matmuls run in the operands' dtype (cast them first to compute in another).
@@ -328,6 +337,7 @@ def fused_linear_grpo_loss(
     # mask, rewards, old/ref against (N, T); a zero-stride view stands for the log-probs
     logp_like = hidden.new_empty(()).expand(n, t)
     _checks.check_grpo_inputs(logp_like, rewards, mask, group_size, old_logp, ref_logp)
+    _checks.check_max_completion_length(opts["loss_type"], opts["max_completion_length"], t)
     if _dispatch.mode() == "reference":
         return twin.fused_linear_grpo_loss(
             hidden,
@@ -362,7 +372,8 @@ def fused_linear_log_probs(
     temperature: float = 1.0,
     chunk_size: int | None = None,
 ) -> Tensor:
-    """(N, T) fp32 log_softmax((hidden @ weight.T + bias) / temperature) at ``ids``, chunk by chunk,
+    """(N, T) fp32 (fp64 for fp64 operands) log_softmax((hidden @ weight.T + bias) / temperature)
+    at ``ids``, chunk by chunk,
     without gradient: the old-policy and reference log-probs. Shapes as
     :func:`fused_linear_grpo_loss`."""
     twin.check_fused_linear_inputs(hidden, weight, ids, bias, temperature, chunk_size)
@@ -372,7 +383,7 @@ def fused_linear_log_probs(
     step = _step("fused_linear_log_probs", hidden, weight, ids, *optional)
     n, t, width = hidden.shape
     chunk = chunk_size or auto_chunk_size(n * t, weight.shape[0], hidden.dtype, hidden.device)
-    zeros = torch.zeros(n * t, dtype=torch.float32, device=hidden.device)
+    zeros = torch.zeros(n * t, dtype=compute_dtype(hidden.dtype), device=hidden.device)
     per_token = (ids.reshape(-1).contiguous(), None, None, zeros, zeros)
     with torch.no_grad():
         h = hidden.reshape(n * t, width).contiguous()

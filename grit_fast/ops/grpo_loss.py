@@ -1,13 +1,13 @@
 """GRPO loss from per-token log-probs, with the group-relative advantage computed in the kernel.
 
-Maths (GRIT_SPEC §3; the twin is :func:`grit_fast.ops.reference.grpo_loss`): for sequence i of
+Maths (docs/method.md §3; the twin is :func:`grit_fast.ops.reference.grpo_loss`): for sequence i of
 group g, A_i = (r_i - mean_g r) / (std_g r + eps); per token ℓ_it = -min(ρA_i, clip(ρ)A_i) +
 β·k3(ref, logp), ρ = exp(logp - old). The loss type only decides one weight c_i per sequence:
 loss = Σ_i c_i · S_i with S_i = Σ_t m_it ℓ_it, so one forward kernel (per-row sums) and one backward
 kernel (d logp = c_i · m · dℓ/dlogp, recomputed) serve all of them:
 
     grpo    c_i = 1 / (N · max(len_i, 1))      bnpo  c_i = 1 / max(Σ len, 1)
-    dr_grpo c_i = 1 / (N · T)                  dapo  c_i = 1 / normalizer
+    dr_grpo c_i = 1 / (N · max_completion_length)   dapo  c_i = 1 / normalizer
 
 Order: launchers (kernels live in ``_loss_kernels``, imported lazily) → autograd.Function → public.
 """
@@ -28,19 +28,20 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 
-def _row_scale_grpo(lengths: Tensor, t: int, normalizer: Any) -> Tensor:
+def _row_scale_grpo(lengths: Tensor, max_len: Any, normalizer: Any) -> Tensor:
     return 1.0 / (lengths.clamp(min=1.0) * max(lengths.shape[0], 1))
 
 
-def _row_scale_bnpo(lengths: Tensor, t: int, normalizer: Any) -> Tensor:
+def _row_scale_bnpo(lengths: Tensor, max_len: Any, normalizer: Any) -> Tensor:
     return (1.0 / lengths.sum().clamp(min=1.0)).expand(lengths.shape)
 
 
-def _row_scale_dr_grpo(lengths: Tensor, t: int, normalizer: Any) -> Tensor:
-    return lengths.new_full(lengths.shape, 1.0 / max(lengths.shape[0] * t, 1))
+def _row_scale_dr_grpo(lengths: Tensor, max_len: Any, normalizer: Any) -> Tensor:
+    # A constant (TRL, Liger, Dr. GRPO): not the batch's padded width, which varies per batch.
+    return lengths.new_full(lengths.shape, 1.0 / max(lengths.shape[0] * max_len, 1))
 
 
-def _row_scale_dapo(lengths: Tensor, t: int, normalizer: Any) -> Tensor:
+def _row_scale_dapo(lengths: Tensor, max_len: Any, normalizer: Any) -> Tensor:
     return (1.0 / torch.as_tensor(as_float_or_tensor(normalizer), device=lengths.device)).expand(
         lengths.shape
     )
@@ -56,12 +57,13 @@ ROW_SCALES = {
 
 
 def summarise(
-    row_sums: Tensor, t: int, loss_type: str, normalizer: Any
+    row_sums: Tensor, max_len: int | None, loss_type: str, normalizer: Any
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """From per-row sums [N, 4] (Σ m·ℓ, Σ m, Σ m·k3, Σ m·clipped): loss, row scales c (N,), the
-    KL metric (token-mean per sequence, then mean) and the clip fraction."""
+    KL metric (token-mean per sequence, then mean) and the clip fraction. ``max_len``: the
+    ``max_completion_length`` of ``dr_grpo``."""
     lengths = row_sums[:, 1]
-    scale = ROW_SCALES[loss_type](lengths, t, normalizer)
+    scale = ROW_SCALES[loss_type](lengths, max_len, normalizer)
     loss = (scale * row_sums[:, 0]).sum()
     kl = (row_sums[:, 2] / lengths.clamp(min=1.0)).mean()
     clip_fraction = row_sums[:, 3].sum() / lengths.sum().clamp(min=1.0)
@@ -174,11 +176,10 @@ class GRPOLossFunction(torch.autograd.Function):
         scale,
         loss_type,
         normalizer,
+        max_len,
     ):
         stats = grpo_loss_fwd(logp, old_logp, ref_logp, mask, rewards, group_size, hparams, scale)
-        loss, row_scale, kl, clip_fraction = summarise(
-            stats[:, 1:], logp.shape[1], loss_type, normalizer
-        )
+        loss, row_scale, kl, clip_fraction = summarise(stats[:, 1:], max_len, loss_type, normalizer)
         ctx.save_for_backward(logp, old_logp, ref_logp, mask, stats, row_scale)
         ctx.hparams = hparams
         advantages = stats[:, 0].contiguous()
@@ -192,7 +193,7 @@ class GRPOLossFunction(torch.autograd.Function):
         dlogp = grpo_loss_bwd(
             logp, old_logp, ref_logp, mask, stats, row_scale * grad_loss, ctx.hparams
         )
-        return dlogp, *([None] * 9)
+        return dlogp, *([None] * 10)
 
 
 def group_advantages(
@@ -229,16 +230,19 @@ def grpo_loss(
     scale_rewards: bool = True,
     adv_eps: float = 1e-4,
     normalizer: Any = None,
+    max_completion_length: int | None = None,
 ) -> LossOutput:
     """GRPO loss from per-token log-probs; returns :class:`LossOutput`.
 
     logp, old_logp, ref_logp, mask: (N, T) (log-probs fp32/bf16/fp16; mask bool or numeric);
     rewards: (N,), N a multiple of ``group_size``. ``old_logp=None``: one on-policy update (ρ ≡ 1,
     gradient A). ``ref_logp=None`` or ``beta=0``: no KL term. ``loss_type``: grpo | bnpo | dr_grpo |
-    dapo (``normalizer`` = global unmasked-token count). The loss is differentiable w.r.t. ``logp``.
+    dapo (``normalizer`` = global unmasked-token count; ``dr_grpo`` divides by N ×
+    ``max_completion_length``, required there). The loss is differentiable w.r.t. ``logp``.
     """
     _checks.check_grpo_inputs(logp, rewards, mask, group_size, old_logp, ref_logp)
     _checks.check_loss_args(loss_type, normalizer, beta, eps_low, eps_high, adv_eps)
+    _checks.check_max_completion_length(loss_type, max_completion_length, logp.shape[1])
     optional = [x for x in (old_logp, ref_logp) if x is not None]
     if not _dispatch.use_fast("grpo_loss", logp, rewards, mask, *optional):
         return reference.grpo_loss(
@@ -255,6 +259,7 @@ def grpo_loss(
             scale_rewards=scale_rewards,
             adv_eps=adv_eps,
             normalizer=normalizer,
+            max_completion_length=max_completion_length,
         )
     hparams = (float(beta), float(eps_low), float(eps_high), float(adv_eps))
     loss, adv, kl, clip_fraction = GRPOLossFunction.apply(
@@ -268,5 +273,6 @@ def grpo_loss(
         bool(scale_rewards),
         loss_type,
         normalizer,
+        max_completion_length,
     )
     return LossOutput(loss, adv, kl, clip_fraction)

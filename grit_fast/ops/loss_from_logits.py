@@ -81,7 +81,7 @@ class GRPOLossFromLogitsFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, ids, mask, old_logp, ref_logp, rewards, config):
-        group_size, hparams, scale, loss_type, normalizer, inplace = config
+        group_size, hparams, scale, loss_type, normalizer, inplace, max_len = config
         n, t, _ = logits.shape
         flat = rows_of(logits)
         ids_flat = ids.reshape(-1).contiguous()
@@ -100,7 +100,9 @@ class GRPOLossFromLogitsFunction(torch.autograd.Function):
             ],
             dim=1,
         ).view(n, t, 4)
-        loss, row_scale, kl, clip_fraction = summarise(per_row.sum(dim=1), t, loss_type, normalizer)
+        loss, row_scale, kl, clip_fraction = summarise(
+            per_row.sum(dim=1), max_len, loss_type, normalizer
+        )
         # d loss / d logp per token, before the incoming gradient: c_i · m_it · dℓ/dlogp
         coef = torch.where(on, row_scale.repeat_interleave(t) * m * tok[:, 1], 0.0)
         ctx.save_for_backward(flat, ids_flat, tok, coef)
@@ -142,9 +144,11 @@ def grpo_loss_from_logits(
     normalizer: Any = None,
     temperature: float = 1.0,
     inplace_backward: bool = False,
+    max_completion_length: int | None = None,
 ) -> LossOutput:
     """GRPO loss from logits (N, T, V) at ``ids`` (N, T): :func:`grpo_loss` of
-    ``selective_log_softmax(logits, ids, temperature)``, in one forward and one backward kernel.
+    ``selective_log_softmax(logits, ids, temperature)``, in one forward and one backward kernel
+    (``max_completion_length``: the constant ``dr_grpo`` divides by, as there).
 
     ``inplace_backward=True`` makes the backward write d(logits) over the logits buffer, so no
     second (N, T, V) tensor is allocated. The logits must then be a contiguous non-leaf tensor
@@ -155,6 +159,7 @@ def grpo_loss_from_logits(
     n, t, _ = logits.shape
     _checks.check_grpo_inputs(logits.new_empty(n, t), rewards, mask, group_size, old_logp, ref_logp)
     _checks.check_loss_args(loss_type, normalizer, beta, eps_low, eps_high, adv_eps)
+    _checks.check_max_completion_length(loss_type, max_completion_length, t)
     if inplace_backward:
         reference.check_inplace_backward(logits)
     optional = [x for x in (old_logp, ref_logp) if x is not None]
@@ -176,9 +181,18 @@ def grpo_loss_from_logits(
             normalizer=normalizer,
             temperature=temperature,
             inplace_backward=inplace_backward,
+            max_completion_length=max_completion_length,
         )
     hparams = (float(beta), float(eps_low), float(eps_high), float(adv_eps), 1.0 / temperature)
-    config = (group_size, hparams, bool(scale_rewards), loss_type, normalizer, inplace_backward)
+    config = (
+        group_size,
+        hparams,
+        bool(scale_rewards),
+        loss_type,
+        normalizer,
+        inplace_backward,
+        max_completion_length,
+    )
     loss, adv, kl, clip_fraction = GRPOLossFromLogitsFunction.apply(
         logits,
         ids,

@@ -27,6 +27,7 @@ LOSS_DEFAULTS: dict[str, Any] = {
     "scale_rewards": True,
     "adv_eps": 1e-4,
     "normalizer": None,
+    "max_completion_length": None,
 }
 
 
@@ -144,8 +145,75 @@ def fused_linear_log_probs(
     temperature: float = 1.0,
     chunk_size: int | None = None,
 ) -> Tensor:
-    """(N, T) fp32 log_softmax((hidden @ weight.T + bias) / τ) at ``ids``, without gradient."""
+    """(N, T) fp32 (fp64 for fp64 operands) log_softmax((hidden @ weight.T + bias) / τ) at
+    ``ids``, without gradient."""
     check_fused_linear_inputs(hidden, weight, ids, bias, temperature, chunk_size)
     with torch.no_grad():
         logits = torch.nn.functional.linear(hidden, weight, bias)
         return reference.selective_log_softmax(logits, ids, temperature)
+
+
+def check_policy_inputs(
+    hidden: Any, advantages: Any, weights: Any, old_logp: Any, ref_logp: Any
+) -> None:
+    """advantages (N,) or (N, T), weights, old_logp, ref_logp (N, T): float tensors on hidden's
+    device, weights finite (a NaN weight would poison every gradient)."""
+    n, t = hidden.shape[0], hidden.shape[1]
+    if not isinstance(advantages, torch.Tensor) or not advantages.is_floating_point():
+        raise TypeError(
+            f"advantages must be a float tensor, got {getattr(advantages, 'dtype', advantages)!r}"
+        )
+    if tuple(advantages.shape) not in ((n,), (n, t)):
+        raise ValueError(
+            f"advantages must have shape ({n},) or ({n}, {t}) (hidden's N, T), "
+            f"got {tuple(advantages.shape)}"
+        )
+    _checks.check_logp_like("weights", weights, (n, t))
+    for name, x in (("old_logp", old_logp), ("ref_logp", ref_logp)):
+        if x is not None:
+            _checks.check_logp_like(name, x, (n, t))
+    _checks.check_same_device(
+        hidden=hidden, advantages=advantages, weights=weights, old_logp=old_logp, ref_logp=ref_logp
+    )
+    if weights.numel() and not bool(torch.isfinite(weights).all()):
+        raise ValueError("weights must be finite (a NaN or inf weight poisons every gradient)")
+
+
+def fused_linear_policy_loss(
+    hidden: Tensor,
+    weight: Tensor,
+    ids: Tensor,
+    advantages: Tensor,
+    weights: Tensor,
+    *,
+    bias: Tensor | None = None,
+    old_logp: Tensor | None = None,
+    ref_logp: Tensor | None = None,
+    beta: float = 0.0,
+    eps_low: float = 0.2,
+    eps_high: float = 0.2,
+    temperature: float = 1.0,
+    chunk_size: int | None = None,
+) -> Any:
+    """``Σ weights ⊙ ℓ`` of the logits ``hidden @ weight.T + bias`` (N, T, V), materialised in full
+    (see :func:`grit_fast.ops.fused_linear_policy.fused_linear_policy_loss`; ``chunk_size`` is
+    accepted for the same signature and ignored)."""
+    from grit_fast.ops.fused_linear_policy import PolicyLossOutput
+
+    check_fused_linear_inputs(hidden, weight, ids, bias, temperature, chunk_size)
+    check_policy_inputs(hidden, advantages, weights, old_logp, ref_logp)
+    _checks.check_loss_args("grpo", None, beta, eps_low, eps_high, 0.0)
+    logits = torch.nn.functional.linear(hidden, weight, bias)  # [N, T, V]
+    logp = reference.selective_log_softmax(logits, ids, temperature)
+    acc = logp.dtype  # fp32 (fp64 for fp64 operands)
+    a = advantages.detach().to(acc)
+    a = a[:, None] if a.dim() == 1 else a
+    old = logp.detach() if old_logp is None else old_logp.detach().to(acc)
+    ratio = torch.exp(logp - old)
+    ell = -torch.minimum(ratio * a, torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high) * a)
+    if ref_logp is not None and beta != 0:
+        ell = ell + beta * reference.per_token_kl(logp, ref_logp.detach())
+    w = weights.detach().to(acc)
+    on = w != 0
+    loss = torch.where(on, w * ell, 0.0).sum()
+    return PolicyLossOutput(loss, torch.where(on, logp.detach(), 0.0))

@@ -4,7 +4,7 @@ A judge is any callable ``judge(questions, answers, predictions) -> sequence of 
 taking three equal-length sequences of str (question, ground-truth answer, predicted answer).
 :class:`grit_fast.RewardScorer` calls it once per ``score`` call with only the samples that need
 judging, in batch order, and binarises its scores (``> 0`` -> 1) for ``answer_accuracy`` as the
-released trainer does. The paper's judge is GPT-4o (spec §2); :class:`RuleJudge` is the local
+released trainer does. The paper's judge is GPT-4o (docs/method.md §2); :class:`RuleJudge` is the local
 default so that training and tests work offline.
 """
 

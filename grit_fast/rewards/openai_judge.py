@@ -37,6 +37,7 @@ import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 __all__ = ["JUDGE_PROMPT", "JudgeError", "OpenAIJudge", "parse_judge_score"]
 
@@ -92,7 +93,9 @@ class OpenAIJudge:
         backoff: seconds before the first retry; doubles each time.
         cache_path: JSONL cache file (created on first write); None disables the cache.
         on_failure: ``"zero"`` (score 0.0 and a warning, as released) or ``"raise"``.
-        max_tokens, temperature: sent with each request.
+        max_tokens, temperature: sent with each request when set; None (the default, as released)
+            leaves them to the API (its default temperature, no length limit). ``temperature=0``
+            makes a deterministic judge.
     """
 
     __name__ = "OpenAIJudge"
@@ -108,8 +111,8 @@ class OpenAIJudge:
         backoff: float = 1.0,
         cache_path: str | os.PathLike | None = None,
         on_failure: str = "zero",
-        max_tokens: int = 32,
-        temperature: float = 0.0,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
     ) -> None:
         if on_failure not in ("zero", "raise"):
             raise ValueError(f"on_failure must be 'zero' or 'raise', got {on_failure!r}")
@@ -127,8 +130,8 @@ class OpenAIJudge:
         self.retries = int(retries)
         self.backoff = float(backoff)
         self.on_failure = on_failure
-        self.max_tokens = int(max_tokens)
-        self.temperature = float(temperature)
+        self.max_tokens = None if max_tokens is None else int(max_tokens)
+        self.temperature = None if temperature is None else float(temperature)
         self.cache_path = None if cache_path is None else Path(cache_path)
         self._cache: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -173,14 +176,14 @@ class OpenAIJudge:
         return headers
 
     def _ask_once(self, prompt: str) -> float:
-        body = json.dumps(
-            {
-                "model": self.model,
-                "messages": [{"role": "user", "content": prompt}],
-                "max_tokens": self.max_tokens,
-                "temperature": self.temperature,
-            }
-        ).encode("utf-8", "surrogatepass")
+        request_body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": prompt}],
+        }
+        for key in ("max_tokens", "temperature"):
+            if getattr(self, key) is not None:
+                request_body[key] = getattr(self, key)
+        body = json.dumps(request_body).encode("utf-8", "surrogatepass")
         request = urllib.request.Request(self.url, data=body, headers=self._headers())
         with self._lock:
             self.requests_sent += 1

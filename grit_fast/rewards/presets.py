@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import re
 
-# The tags of a trace, in the order a well-formed one writes them (spec §1).
+# The tags of a trace, in the order a well-formed one writes them (docs/method.md §1).
 TAGS = ("<think>", "</think>", "<rethink>", "</rethink>", "<answer>", "</answer>")
 
-# The box pattern of the official reward: integers only, Python `re` (Unicode) semantics (spec §1).
+# The box pattern of the official reward: integers only, Python `re` (Unicode) semantics (docs/method.md §1).
 OFFICIAL_BOX_PATTERN = re.compile(r"\b\d+,\s*\d+,\s*\d+,\s*\d+\b")
 
-# Each preset's components, in the order RewardBatch.components lists them (spec §2).
+# Each preset's components, in the order RewardBatch.components lists them (docs/method.md §2).
 COMPONENTS: dict[str, tuple[str, ...]] = {
     "official": (
         "answer_accuracy",

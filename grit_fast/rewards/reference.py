@@ -2,7 +2,7 @@
 
 These are the ground truth the C++ core (``grit_fast._C``) is tested against, the fallback where it
 is unavailable, and the baseline of ``benches/bench_rewards.py``. The official components port the
-released GRIT reward functions line by line, quirks included (spec §2):
+released GRIT reward functions line by line, quirks included (docs/method.md §2):
 
 * Python ``re`` semantics: ``\\d`` is any Unicode decimal digit, ``\\b``/``\\w`` use Unicode word
   characters, ``\\s`` and ``str.split()`` use Unicode whitespace;
@@ -12,7 +12,7 @@ released GRIT reward functions line by line, quirks included (spec §2):
 * the repetition reward compares each 8-gram with the one right after it, at word level over
   ``text.split()`` and at token level over the ids cut at the first pad id.
 
-Deviations from the released code, all following the spec: the BLEU term is weighted 0.1; the box
+Deviations from the released code, all following docs/method.md §2: the BLEU term is weighted 0.1; the box
 pattern is ``\\b\\d+,\\s*\\d+,\\s*\\d+,\\s*\\d+\\b``; the tallyqa count bonus looks at each sample's own
 dataset (the released code looked at the batch's first); a tallyqa answer that ``int()`` rejects
 gets no count bonus instead of crashing; without ``completion_ids`` the token factor is 1 (with

@@ -1,6 +1,6 @@
 """Score a batch of GRPO-GR completions: :class:`RewardScorer` -> :class:`RewardBatch`.
 
-Presets (spec §2):
+Presets (docs/method.md §2):
 
 * ``official`` - what the released GRIT code sums, weight 1 each: ``answer_accuracy`` (judge,
   binarised ``> 0``), ``answer_bleu`` (0.1 x BLEU-1), ``answer_format`` (0/0.25/0.5), ``repetition``

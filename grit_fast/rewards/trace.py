@@ -1,7 +1,7 @@
 """Parse GRIT reasoning traces: sections, tags and the boxes the model wrote.
 
 A completion looks like ``<think> … [x1,y1,x2,y2] … </think> <rethink> … </rethink> <answer> …``
-(spec §1). :func:`parse_traces` runs in the compiled core for whole batches (GIL released, threads);
+(docs/method.md §1). :func:`parse_traces` runs in the compiled core for whole batches (GIL released, threads);
 :func:`grit_fast.rewards.reference.parse_traces` is its pure-Python twin.
 
 Sections (``None`` when the opening tag is absent):
@@ -9,7 +9,7 @@ Sections (``None`` when the opening tag is absent):
 * ``think``: after the first ``<think>`` up to the next ``</think>``; unclosed, up to the next
   ``<rethink>`` or ``<answer>``, else the end;
 * ``rethink``: after the first ``<rethink>`` up to the next ``</rethink>``, else ``<answer>`` or the end;
-* ``answer``: after the first ``<answer>`` up to the next ``</answer>``, else the end (spec §1).
+* ``answer``: after the first ``<answer>`` up to the next ``</answer>``, else the end (docs/method.md §1).
 
 Boxes (``boxes``, (K, 4) float64, in the order written) are taken from the text before the first
 ``<rethink>`` (all of it when there is none): every run of four ASCII numbers (``-?[0-9]+(.[0-9]+)?``)

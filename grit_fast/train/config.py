@@ -1,4 +1,5 @@
-"""GritConfig: every setting of a GRPO-GR run, with the paper's defaults (GRIT_SPEC §3).
+"""GritConfig: every setting of a GRPO-GR run (docs/method.md). ``configs/grit_*.yaml`` are the
+paper's released runs; the defaults here differ from them where the class docstring says.
 
 Loadable from YAML or JSON (:meth:`GritConfig.from_file`), every field overridable with
 ``key=value`` strings (``--set lr=1e-6`` on the command line; values parsed as YAML scalars). Unknown
@@ -25,6 +26,7 @@ CHOICES: dict[str, tuple[Any, ...]] = {
     "family": ("auto", "qwen2.5-vl", "internvl3"),
     "loss_type": ("grpo", "bnpo", "dr_grpo", "dapo"),
     "reward_preset": ("official", "paper"),
+    "judge_question": ("question", "user_text"),
     "lr_scheduler": ("cosine", "linear", "constant"),
     "optimizer": ("adamw",),
     "fused_loss": ("auto", "on", "off"),
@@ -41,6 +43,7 @@ POSITIVE_INT = (
     "max_steps",
     "log_every",
     "lora_r",
+    "max_tiles",
 )
 NON_NEGATIVE = (
     "warmup_steps",
@@ -50,6 +53,7 @@ NON_NEGATIVE = (
     "weight_decay",
     "lora_dropout",
     "seed",
+    "eval_every",
 )
 
 
@@ -59,21 +63,53 @@ class ConfigError(ValueError):
 
 @dataclass
 class GritConfig:
-    """Settings of a GRPO-GR run. Defaults are the paper's (Qwen2.5-VL-3B, 8 GPUs) where it has one.
+    """Settings of a GRPO-GR run.
+
+    Defaults: the paper's hyperparameters for lr (2e-6, cosine, no warm-up, AdamW, clip 1.0), β
+    (0.01), G (4), sampling (temperature 0.9, top-k 50, top-p 1.0), lengths (1,000 new tokens,
+    prompt 750) and Qwen's image bounds, but *not* its run: a step here is 8 prompts × 4 = 32
+    completions (the paper's runs: 128), ``bf16: false``, ``save_every: 0`` and no evaluation
+    during training. ``configs/grit_qwen2_5_vl_3b.yaml`` and ``configs/grit_internvl3_2b.yaml`` are
+    the released runs, every setting included.
 
     ``model``: a local checkpoint directory, or ``tiny:qwen2.5-vl`` / ``tiny:internvl3`` for a tiny
     random model of the real architecture (tests, demo); no default: a run without one is an error
-    (unless the trainer is handed a model). ``data``: a GRIT JSONL file (``image_root``
-    defaults to its directory). ``resume``: None, ``"auto"`` (latest checkpoint in ``output_dir``,
-    if any) or a checkpoint directory.
+    (unless the trainer is handed a model). ``data``: a GRIT JSONL file, or several (a list, or
+    comma-separated as the original takes them); ``image_root``: one folder for all of them, or one
+    per file (a list or comma-separated), default each file's directory. ``eval_data`` and
+    ``eval_image_root`` likewise (``eval_image_root`` defaults to ``image_root`` when that is one
+    folder, else to each evaluation file's directory).
+    ``resume``: None, ``"auto"`` (latest checkpoint in ``output_dir``, if any) or a checkpoint
+    directory.
+
+    Where the released GRIT code behaves differently (docs/method.md, the table "original
+    behaviour → ours → setting"), a setting chooses; the GRIT configs choose the original:
+
+    * ``temperature_in_logprobs`` (default true): log-probs of the loss, the reference and the KL
+      from logits / temperature, as TRL; false: from the raw logits, as the original.
+    * ``generation_header`` (default true): the assistant header ends the prompt; false: the
+      original's InternVL prompt, where the model writes the header itself.
+    * ``max_tiles`` (default 12): InternVL's most 448-px tiles per image (plus a thumbnail when
+      tiled); the original: 2.
+    * ``jpeg_augment`` (default false): re-encode each InternVL training image as JPEG of a random
+      quality in [75, 100] before the rollout, as the original.
+    * ``qwen_double_resize`` (default false): resize Qwen images by smart-resize with
+      qwen-vl-utils' bounds first, then by the processor, as the original.
+    * ``exif_transpose`` (default true): turn images upright by their EXIF orientation; the
+      original does not.
+    * ``judge_question`` (default ``question``): what the judge's question slot receives;
+      ``user_text``: the whole user text with GRIT's suffix, as the original.
+    * ``eval_every`` (default 0, off) and ``eval_on_start`` (default false): evaluate on
+      ``eval_data`` every so many steps and before the first; metrics go to ``metrics.jsonl``.
     """
 
     # model and data
     model: str | None = None
     family: str = "auto"
-    data: str | None = None
-    image_root: str | None = None
-    eval_data: str | None = None
+    data: str | list[str] | None = None
+    image_root: str | list[str] | None = None
+    eval_data: str | list[str] | None = None
+    eval_image_root: str | list[str] | None = None
     output_dir: str = "runs/grit"
     # rollout
     num_generations: int = 4
@@ -88,6 +124,17 @@ class GritConfig:
     reward_preset: str = "official"
     reward_weights: dict[str, float] | None = None
     reward_threads: int = 0
+    # ----- as the released GRIT code where it differs (class docstring; configs/grit_*.yaml)
+    temperature_in_logprobs: bool = True
+    generation_header: bool = True
+    max_tiles: int = 12
+    jpeg_augment: bool = False
+    qwen_double_resize: bool = False
+    exif_transpose: bool = True
+    judge_question: str = "question"
+    eval_every: int = 0
+    eval_on_start: bool = False
+    # -----
     # loss
     beta: float = 0.01
     eps_low: float = 0.2
@@ -260,6 +307,12 @@ def _coerce(key: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return value
+    if base == "str | list[str]":
+        if isinstance(value, str):
+            return value
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} must be a path or a list of paths, got {value!r}")
+        return list(value)
     if key == "adam_betas":
         if not isinstance(value, (list, tuple)) or len(value) != 2:
             raise ConfigError(f"adam_betas must be a pair of numbers, got {value!r}")
@@ -296,9 +349,9 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
         except yaml.YAMLError:
             value = text
         if (
-            _FIELD_TYPES[key] in ("str", "str | None")
+            _FIELD_TYPES[key] in ("str", "str | None", "str | list[str] | None")
             and value is not None
-            and not isinstance(value, str)
+            and not isinstance(value, (str, list))
         ):
             value = text.strip()
         out[key] = value

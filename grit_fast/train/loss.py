@@ -37,6 +37,8 @@ class LossSettings:
     scale_rewards: bool = True
     adv_eps: float = 1e-4
     fused: bool = False
+    # dr_grpo divides by N × this constant (the generation limit, max_new_tokens)
+    max_completion_length: int | None = None
 
 
 class PolicyLoss(nn.Module):
@@ -110,6 +112,7 @@ def loss_from_hidden(
         "scale_rewards": s.scale_rewards,
         "adv_eps": s.adv_eps,
         "normalizer": normalizer,
+        "max_completion_length": s.max_completion_length,
     }
     if s.fused:
         hidden, weight, bias = head_operands(hidden, head)

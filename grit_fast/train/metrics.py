@@ -1,7 +1,7 @@
 """Per-step metrics: rewards and their components, zero-advantage groups, lengths, grounding IoU,
 and the wall-time split of a step (:class:`PhaseClock`).
 
-Grounding IoU (GRIT_SPEC §5): the boxes written in the reasoning (before ``<rethink>``), mapped from
+Grounding IoU (docs/method.md §5): the boxes written in the reasoning (before ``<rethink>``), mapped from
 the model's coordinate convention to original-image pixels, union against the union of the gt
 boxes; mean over samples that have gt boxes (NaN when none has).
 """
@@ -80,6 +80,27 @@ def grounding_ious(texts: list[str], records: list[Any], adapter: Any) -> np.nda
     ]
     gts = [np.asarray(records[i].bboxs, dtype=np.float64) for i in keep]
     return np.asarray(grounding_iou_batch(preds, gts), dtype=np.float64)
+
+
+def eval_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The numbers of an evaluation (``{"overall": …, "datasets": {name: …}}``) as one flat
+    ``metrics.jsonl`` row: ``eval/<key>`` overall, ``eval/<dataset>/<key>`` per dataset, nested
+    groups joined by ``/`` (``eval/rewards/think_format``); None (nothing to average) is NaN."""
+    out: dict[str, float] = {}
+
+    def add(prefix: str, values: Any) -> None:
+        if isinstance(values, dict):
+            for key, value in values.items():
+                add(f"{prefix}/{key}", value)
+        elif values is None:
+            out[prefix] = float("nan")
+        elif isinstance(values, (int, float)):
+            out[prefix] = float(values)
+
+    add("eval", result.get("overall", {}))
+    for name, values in result.get("datasets", {}).items():
+        add(f"eval/{name}", values)
+    return out
 
 
 def rollout_metrics(batch: Any, rollout: Any, records: list[Any], adapter: Any) -> dict[str, float]:

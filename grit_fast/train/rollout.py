@@ -8,10 +8,12 @@ the prompt's position in the *global* batch, so a prompt's samples do not depend
 split over processes or micro-batches (up to rounding of the batched forward pass). Generation stops
 at EOS or at the string ``</answer>``.
 
-The completion mask keeps generated tokens up to and including the first EOS or pad (docs/method.md
-§3); token ids are kept (the repetition reward reads them). The prompts are encoded once, as one
-left-padded batch with each prompt repeated G times in a row (group g is rows [gG, (g+1)G)); that
-batch feeds ``generate`` and is returned for the loss.
+The end of a completion is the released GRIT code's (:func:`end_completions`, docs/method.md §3): the
+tokens before the first EOS or pad, then one EOS (the tokenizer's, ``<|im_end|>``) with mask 1 unless
+the row already holds ``max_new_tokens`` tokens; so every completion stopped early - by EOS, by
+``</answer>`` or on a pad - trains one end token. Token ids are kept (the repetition reward reads
+them). The prompts are encoded once, as one left-padded batch with each prompt repeated G times in a
+row (group g is rows [gG, (g+1)G)); that batch feeds ``generate`` and is returned for the loss.
 """
 
 from __future__ import annotations
@@ -48,6 +50,30 @@ class Rollout:
     @property
     def prompt_length(self) -> int:
         return int(self.prompt_inputs["input_ids"].shape[1])
+
+
+def end_completions(
+    ids: torch.Tensor, end_ids: Sequence[int], eos_id: int, pad_id: int, max_len: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of generated ``ids`` (N, T) ended as the released GRIT code ends them.
+
+    Row i keeps its k_i tokens before the first token in ``end_ids`` (all T if none); then, if
+    k_i < ``max_len``, ``eos_id`` follows with mask 1. Everything after is ``pad_id`` with mask 0.
+    The width is max_i (k_i + [k_i < max_len]), so it can be T + 1 (all rows stopped by the stop
+    string at the last step) or less than T.
+    """
+    n, t = ids.shape
+    is_end = torch.isin(ids, torch.as_tensor(list(end_ids), dtype=ids.dtype, device=ids.device))
+    kept = torch.where(is_end.any(dim=1), is_end.int().argmax(dim=1), t)  # (N,)
+    length = kept + (kept < max_len).long()
+    width = int(length.max()) if n else 0
+    cols = torch.arange(width, device=ids.device)[None, :]  # [1, W]
+    out = torch.full((n, width), pad_id, dtype=ids.dtype, device=ids.device)
+    body = min(width, t)
+    out[:, :body] = torch.where(cols[:, :body] < kept[:, None], ids[:, :body], pad_id)
+    out = torch.where(cols == kept[:, None], eos_id, out)  # the appended EOS (where k_i < W)
+    mask = (cols < length[:, None]).float()
+    return out, mask
 
 
 def prompt_seed(seed: int, step: int, index: int) -> int:
@@ -92,6 +118,13 @@ def generate_rollout(
         sampler=sampler,
         synced_gpus=synced_gpus,
     )
+    ids, mask = end_completions(
+        out.ids,
+        [*adapter.eos_token_ids, adapter.pad_token_id],
+        adapter.eos_token_id,
+        adapter.pad_token_id,
+        max_new_tokens,
+    )
     prompt_inputs = out.prompt_inputs
     if max_prompt_length is not None and prompt_inputs["input_ids"].shape[1] > max_prompt_length:
         # Cutting a multimodal prompt would cut image tokens; keep it and say so.
@@ -100,4 +133,4 @@ def generate_rollout(
             prompt_inputs["input_ids"].shape[1],
             max_prompt_length,
         )
-    return Rollout(prompt_inputs, out.ids, out.mask, out.texts, group_size)
+    return Rollout(prompt_inputs, ids, mask, out.texts, group_size)

@@ -1,5 +1,5 @@
 """What the trainer builds once: the prompt order, the optimizer, the LR schedule, LoRA, activation
-checkpointing, DDP or FSDP2.
+checkpointing, DDP or FSDP2, and the judge as the config asks for it.
 
 The LR schedule (``lr_lambda``): linear warm-up over ``warmup_steps`` updates, then ``cosine``
 (0.5·(1 + cos(π·p)), p the fraction of the remaining updates done), ``linear`` (1 - p) or
@@ -59,6 +59,34 @@ class EpochSampler:
                 f"the checkpoint was taken on {state['size']} records but the data has {self.size}"
             )
         self.seed, self.epoch, self.position = state["seed"], state["epoch"], state["position"]
+
+
+class UserTextJudge:
+    """A judge whose question slot receives GRIT's whole user text (``"\\nQuestion: " + question
+    + suffix``, :func:`grit_fast.models.grit_user_text`), as the released code's judge does
+    (``judge_question: user_text``); ``judge`` receives (questions, answers, predictions)."""
+
+    def __init__(self, judge: Any) -> None:
+        self.judge = judge
+
+    def __call__(self, questions: Any, answers: Any, predictions: Any) -> Any:
+        from grit_fast.models import grit_user_text
+
+        return self.judge([grit_user_text(q) for q in questions], answers, predictions)
+
+    def __repr__(self) -> str:
+        return f"UserTextJudge({self.judge!r})"
+
+
+def judge_for(judge: Any, config: GritConfig) -> Any:
+    """``judge`` as ``config.judge_question`` asks: as it is (``question``) or wrapped in
+    :class:`UserTextJudge`. None and a plain :class:`~grit_fast.rewards.RuleJudge` read no
+    question and stay as they are (so the rule judge keeps running in the compiled core)."""
+    from grit_fast.rewards import RuleJudge
+
+    if judge is None or type(judge) is RuleJudge or config.judge_question == "question":
+        return judge
+    return UserTextJudge(judge)
 
 
 def lr_lambda(config: GritConfig) -> Any:

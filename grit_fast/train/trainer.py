@@ -1,6 +1,6 @@
 """GritTrainer: GRPO-GR on a vision-language model, read top to bottom.
 
-One step (GRIT_SPEC §3), for each of ``gradient_accumulation_steps`` micro-batches of
+One step (docs/method.md §3), for each of ``gradient_accumulation_steps`` micro-batches of
 ``batch_size`` prompts (global; each process takes whole groups):
 
 1. rollout  - G completions per prompt (``grit_fast.train.rollout``);
@@ -16,7 +16,9 @@ skip ``config.data``, a judge callable for ``answer_accuracy``, and ``extra_rewa
 (N,) floats`` to add a reward of your own to the preset's total (logged as ``reward/extra``).
 Metrics go to ``output_dir/metrics.jsonl``; checkpoints (fp32 masters) to
 ``output_dir/checkpoint-<step>``; a finished run's weights in the release's dtype (bf16) to
-``output_dir/model`` (``export_model``).
+``output_dir/model`` (``export_model``);
+``eval_every``/``eval_on_start`` add evaluation rows (``eval/…``) to the metrics. Where the released
+GRIT code behaves differently, a config setting chooses (:class:`GritConfig`, docs/method.md §7).
 """
 
 from __future__ import annotations
@@ -34,15 +36,18 @@ import torch
 from tqdm.auto import tqdm
 
 from grit_fast import distributed
-from grit_fast.data import GritRecord, load_grit_jsonl, records_from_dicts
+from grit_fast.data import GritRecord, load_grit_files, records_from_dicts
+from grit_fast.data.grit_jsonl import split_paths
 from grit_fast.models import adapter_for, load_model
 from grit_fast.models.forward import model_inputs, token_logprobs
+from grit_fast.models.internvl import jpeg_augment
 from grit_fast.train import checkpoint, memory, precision
 from grit_fast.train.config import ConfigError, GritConfig
 from grit_fast.train.export import export_trainer, release_info, wants_export
 from grit_fast.train.loss import LossSettings, PolicyLoss
 from grit_fast.train.metrics import (
     PhaseClock,
+    eval_metrics,
     nanmean,
     rollout_metrics,
     zero_advantage_fraction,
@@ -56,6 +61,7 @@ from grit_fast.train.setup import (
     enable_checkpointing,
     full_tensor,
     gather_full_state,
+    judge_for,
     load_full_state,
     shard_fsdp,
     wants_checkpointing,
@@ -73,10 +79,17 @@ def _as_config(config: GritConfig | dict[str, Any] | str | os.PathLike) -> GritC
     return GritConfig.from_file(config)
 
 
-def _records(data: Any, image_root: str | None) -> list[GritRecord]:
-    if isinstance(data, (str, os.PathLike)):
-        return load_grit_jsonl(data, image_root=image_root)
-    return records_from_dicts(data, image_root=image_root)
+def _is_paths(data: Any) -> bool:
+    paths = data if isinstance(data, (list, tuple)) else [data]
+    return bool(paths) and all(isinstance(p, (str, os.PathLike)) for p in paths)
+
+
+def _records(data: Any, image_root: Any, exif_transpose: bool = True) -> list[GritRecord]:
+    """Records of JSONL file(s) (each with its image root: ``load_grit_files``) or of in-memory
+    records (dicts or :class:`GritRecord`)."""
+    if _is_paths(data):
+        return load_grit_files(data, image_root, exif_transpose=exif_transpose)
+    return records_from_dicts(data, image_root=image_root, exif_transpose=exif_transpose)
 
 
 @dataclass
@@ -131,7 +144,7 @@ class GritTrainer:
         data = records if records is not None else cfg.data
         if data is None:
             raise ValueError("no training data: set `data` in the config or pass records=")
-        self.records = _records(data, cfg.image_root)
+        self.records = _records(data, cfg.image_root, cfg.exif_transpose)
         self.sampler = EpochSampler(len(self.records), cfg.seed)
         self.log = MetricsLog(cfg.output_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
 
@@ -145,7 +158,15 @@ class GritTrainer:
             )
         self.processor = processor
         family = model if cfg.family == "auto" else cfg.family
-        self.adapter = adapter_for(family, processor, cfg.min_pixels, cfg.max_pixels)
+        self.adapter = adapter_for(
+            family,
+            processor,
+            cfg.min_pixels,
+            cfg.max_pixels,
+            generation_header=cfg.generation_header,
+            max_tiles=cfg.max_tiles,
+            double_resize=cfg.qwen_double_resize,
+        )
         model.to(self.device)
         # The checkpoint's dtype (a release's bf16): the frozen reference may keep it, the serving
         # export returns to it; the policy trains fp32 masters (grit_fast.train.precision).
@@ -181,10 +202,12 @@ class GritTrainer:
             eps_low=cfg.eps_low,
             eps_high=cfg.eps_high,
             loss_type=cfg.loss_type,
-            temperature=cfg.temperature,
+            # log-probs of logits / τ (TRL), or of the raw logits (the released code)
+            temperature=cfg.temperature if cfg.temperature_in_logprobs else 1.0,
             scale_rewards=cfg.scale_rewards,
             adv_eps=cfg.adv_eps,
             fused=fused,
+            max_completion_length=cfg.max_new_tokens,
         )
         # policy_loss: generate / logprobs / loss of the model (under FSDP, sharded in place);
         # policy: what runs the loss (DDP's wrapper around it, or it).
@@ -201,6 +224,7 @@ class GritTrainer:
         self.optimizer, self.scheduler = build_optimizer(
             [p for p in self.model.parameters() if p.requires_grad], cfg
         )
+        judge = judge_for(judge, cfg)
         self.scorer = RewardScorer(
             cfg.reward_preset,
             judge=judge,
@@ -222,6 +246,8 @@ class GritTrainer:
         bar = tqdm(
             total=end, initial=self.step, desc="grit", disable=not self.is_main, dynamic_ncols=True
         )
+        if cfg.eval_on_start and self.step == 0 and self.step < end:
+            self._evaluate_and_log()
         while self.step < end:
             metrics = self.training_step()
             history.append(metrics)
@@ -234,6 +260,8 @@ class GritTrainer:
                 s=f"{metrics['time/step']:.2f}",
             )
             bar.update(1)
+            if cfg.eval_every and self.step % cfg.eval_every == 0:
+                self._evaluate_and_log()
             if cfg.save_every and self.step % cfg.save_every == 0:
                 self.save()
         bar.close()
@@ -321,13 +349,17 @@ class GritTrainer:
 
     def _rollout(self, records: list[tuple[int, GritRecord]], micro: int) -> Rollout:
         cfg = self.config
+        seeds = [prompt_seed(cfg.seed, self.step, pos) for pos, _ in records]
+        images = [r.load_image() for _, r in records]
+        if cfg.jpeg_augment:  # one JPEG quality per prompt, shared by its group
+            images = [jpeg_augment(image, seed) for image, seed in zip(images, seeds, strict=True)]
         return generate_rollout(
             self.policy_loss,
             self.adapter,
             [r.question for _, r in records],
-            [r.load_image() for _, r in records],
+            images,
             group_size=cfg.num_generations,
-            seeds=[prompt_seed(cfg.seed, self.step, pos) for pos, _ in records],
+            seeds=seeds,
             max_new_tokens=cfg.max_new_tokens,
             temperature=cfg.temperature,
             top_k=cfg.top_k,
@@ -445,7 +477,12 @@ class GritTrainer:
 
         cfg = self.config
         data = records if records is not None else cfg.eval_data
-        items = self.records if data is None else _records(data, cfg.image_root)
+        root = cfg.image_root
+        if data is not None:
+            root = cfg.eval_image_root
+            if root is None and len(split_paths(cfg.image_root, "image_root")) == 1:
+                root = cfg.image_root  # one training image folder serves evaluation too
+        items = self.records if data is None else _records(data, root, cfg.exif_transpose)
         out = Path(cfg.output_dir) / "eval" / f"step-{self.step}" if out_dir is None else out_dir
         options = EvalOptions(
             judge=self.judge,
@@ -453,10 +490,17 @@ class GritTrainer:
             max_new_tokens=max_new_tokens or cfg.max_new_tokens,
             resume=False,
             preset=cfg.reward_preset,
-            image_root=cfg.image_root,
+            image_root=root,
             synced_gpus=self.fsdp,
         )
         return evaluate_records(self.policy_loss, self.adapter, items, out, options)
+
+    def _evaluate_and_log(self) -> None:
+        """Evaluate (``eval_data``, else the training set) and add the numbers to
+        ``metrics.jsonl`` at this step (``eval/…``), as ``eval_every``/``eval_on_start`` ask."""
+        metrics = eval_metrics(self.evaluate())
+        self.log.log(self.step, metrics)
+        logger.info("step %d: evaluation %s", self.step, metrics)
 
     def state_dict(self) -> dict[str, Any]:
         """What resuming needs besides the config: ``model`` (the full weights under FSDP, else None:

@@ -103,7 +103,7 @@ def test_matches_unfused_reference_every_loss_type(engine, loss_type):
     inputs = _inputs(engine)
     old, ref = inputs[6], inputs[7]
     kw = dict(old_logp=old, ref_logp=ref, temperature=0.7, beta=0.1, loss_type=loss_type)
-    kw.update(chunk_size=10, normalizer=123.0)  # 10 does not divide 78 rows
+    kw.update(chunk_size=10, normalizer=123.0, max_completion_length=T + 4)  # 10 ∤ 78 rows
     got = _loss_and_grads(fused_linear_grpo_loss, inputs, **kw)
     want = _loss_and_grads(twin.fused_linear_grpo_loss, inputs, **kw)
     _assert_match(got, want, **FP32)
@@ -261,6 +261,7 @@ def test_torch_path_random_shapes(
         chunk_size=chunk,
         loss_type=loss_type,
         normalizer=7.0,
+        max_completion_length=t + 3,
     )
     need = (True, True, with_bias)
     got = _loss_and_grads(fused_linear_grpo_loss, inputs, need=need, **kw)

@@ -1,4 +1,4 @@
-"""The plain-torch loss ops against hand-computed values and the formulas of GRIT_SPEC §3."""
+"""The plain-torch loss ops against hand-computed values and the formulas of docs/method.md §3."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _example():
     [
         ("grpo", None, -0.15 * A),  # rows: (-1.2A - A)/2, 0.8A; mean over 2 rows
         ("bnpo", None, -1.4 * A / 3),
-        ("dr_grpo", None, -1.4 * A / 4),
+        ("dr_grpo", None, -1.4 * A / 6),  # N · max_completion_length = 2 · 3
         ("dapo", 10.0, -1.4 * A / 10),
     ],
 )
@@ -42,6 +42,7 @@ def test_hand_computed_example(loss_type, normalizer, expected):
         adv_eps=0.0,
         loss_type=loss_type,
         normalizer=normalizer,
+        max_completion_length=3,
     )
     torch.testing.assert_close(out.advantages, torch.tensor([A, -A]))
     assert out.loss.item() == pytest.approx(expected, rel=1e-6)
@@ -49,7 +50,7 @@ def test_hand_computed_example(loss_type, normalizer, expected):
     assert out.kl.item() == 0.0
     out.loss.backward()
     # Clipped tokens get no gradient; the unclipped unmasked one gets -ρA·w; masked ones get 0.
-    w = {"grpo": 1 / 4, "bnpo": 1 / 3, "dr_grpo": 1 / 4, "dapo": 1 / 10}[loss_type]
+    w = {"grpo": 1 / 4, "bnpo": 1 / 3, "dr_grpo": 1 / 6, "dapo": 1 / 10}[loss_type]
     torch.testing.assert_close(logp.grad, torch.tensor([[0.0, -A * w], [0.0, 0.0]]))
 
 
@@ -124,7 +125,9 @@ def test_token_weights_per_loss_type_and_all_masked_rows():
     w = R.token_weights(mask, "grpo")
     torch.testing.assert_close(w.sum(1), torch.tensor([1 / 3, 0.0, 1 / 3]))
     torch.testing.assert_close(R.token_weights(mask, "bnpo").sum(), torch.tensor(1.0))
-    torch.testing.assert_close(R.token_weights(mask, "dr_grpo").sum(), torch.tensor(5 / 9))
+    torch.testing.assert_close(
+        R.token_weights(mask, "dr_grpo", max_completion_length=3).sum(), torch.tensor(5 / 9)
+    )
     torch.testing.assert_close(R.token_weights(mask, "dapo", 20).sum(), torch.tensor(0.25))
     assert R.token_weights(torch.zeros(2, 3), "bnpo").isfinite().all()
 

@@ -108,11 +108,15 @@ def test_scores_prompt_and_headers(server, monkeypatch):
     assert judge(["q"] * 4, ["tv"] * 4, preds) == [1.0, 0.5, 0.0, 0.25]
     body = server.bodies[0]
     assert body["model"] == "test-judge"
+    # As released: the API's default temperature and no length limit, unless asked for.
+    assert "temperature" not in body and "max_tokens" not in body
     q_prompt = body["messages"][0]["content"]
     assert q_prompt.startswith("You are responsible for proofreading the answers")
     assert '"{score: <score>}"' in q_prompt
     assert "\nQuestion: q \nStandard answer: tv \nModel\u2019s answer: ok:" in q_prompt
     assert server.auth == ["Bearer sk-local"] * 4
+    judge_for(server, temperature=0, max_tokens=16)(["q"], ["tv"], ["ok:1"])
+    assert (server.bodies[-1]["temperature"], server.bodies[-1]["max_tokens"]) == (0.0, 16)
 
 
 def test_prompt_matches_released_text():
