@@ -23,6 +23,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "grit_fast.commands.train",
         "GRPO-GR training from a config file (torchrun for several processes)",
     ),
+    "export": (
+        "grit_fast.commands.export",
+        "write a training checkpoint's weights in the release's dtype, for serving",
+    ),
     # evaluation and pictures
     "eval": ("grit_fast.commands.eval", "generate on GRIT JSONL data with a model, score, metrics"),
     "score": ("grit_fast.commands.score", "recompute metrics from saved predictions (no model)"),

@@ -127,11 +127,14 @@ def load_model(
     seed: int = 0,
     min_pixels: int = 3136,
     max_pixels: int = 256 * 28 * 28,
+    dtype: Any = None,
 ) -> tuple[Any, Any]:
     """``(model, processor)`` from a local checkpoint directory, or ``tiny:<family>`` for a tiny one.
 
     Local files only (no hub access); the family's adapter class loads it (``family="auto"``:
-    from ``config.json``'s ``model_type``).
+    from ``config.json``'s ``model_type``): a folder as Qwen/OpenGVLab release it or as grit_fast
+    saves one, with an image-only processor rebuilt from the folder's own files
+    (:mod:`grit_fast.models.loading`). ``dtype``: None keeps the folder's (the releases are bf16).
     """
     if name.startswith("tiny:"):
         return build_tiny_model(
@@ -149,4 +152,10 @@ def load_model(
         )
     config = AutoConfig.from_pretrained(path, local_files_only=True)
     family = family_of(config) if family == "auto" else family
-    return adapter_class(family).load(path, min_pixels, max_pixels)
+    load = adapter_class(family).load
+    # dtype only when asked for: a family's load may predate the keyword
+    return (
+        load(path, min_pixels, max_pixels)
+        if dtype is None
+        else load(path, min_pixels, max_pixels, dtype=dtype)
+    )

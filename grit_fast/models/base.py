@@ -69,8 +69,11 @@ class ModelAdapter:
 
     # ----- models of the family
     @classmethod
-    def load(cls, path: Any, min_pixels: int, max_pixels: int) -> tuple[Any, Any]:
-        """``(model, processor)`` from a local checkpoint folder of this family."""
+    def load(
+        cls, path: Any, min_pixels: int, max_pixels: int, dtype: Any = None
+    ) -> tuple[Any, Any]:
+        """``(model, processor)`` from a local checkpoint folder of this family (``dtype``: None
+        keeps the folder's)."""
         raise NotImplementedError(f"{cls.__name__} does not load checkpoints")
 
     @classmethod

@@ -141,12 +141,14 @@ class InternVLAdapter(ModelAdapter):
     model_types = ("internvl",)
 
     @classmethod
-    def load(cls, path: Any, min_pixels: int, max_pixels: int) -> tuple[Any, Any]:
-        """The ``-hf`` model and its ``AutoProcessor`` (InternVL tiles; the pixel bounds are unused)."""
-        from transformers import AutoProcessor, InternVLForConditionalGeneration
+    def load(
+        cls, path: Any, min_pixels: int, max_pixels: int, dtype: Any = None
+    ) -> tuple[Any, Any]:
+        """The ``-hf`` model and an image-only processor rebuilt from the folder's own files
+        (see :func:`grit_fast.models.loading.load_internvl3`; the pixel bounds are unused)."""
+        from grit_fast.models.loading import load_internvl3
 
-        model = InternVLForConditionalGeneration.from_pretrained(path, local_files_only=True)
-        return model, AutoProcessor.from_pretrained(path, local_files_only=True)
+        return load_internvl3(path, dtype)
 
     @classmethod
     def build_tiny(cls, seed: int = 0, **kwargs: Any) -> tuple[Any, Any]:

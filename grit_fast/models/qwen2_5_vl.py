@@ -101,20 +101,14 @@ class Qwen2_5_VLAdapter(ModelAdapter):
         super().__init__(processor, min_pixels, max_pixels, **options)
 
     @classmethod
-    def load(cls, path: Any, min_pixels: int, max_pixels: int) -> tuple[Any, Any]:
+    def load(
+        cls, path: Any, min_pixels: int, max_pixels: int, dtype: Any = None
+    ) -> tuple[Any, Any]:
         """The model, and an image-only processor (no torchvision) around the folder's tokenizer
-        and chat template (``chat_template.jinja``; else the offline one)."""
-        from pathlib import Path
+        and chat template (see :func:`grit_fast.models.loading.load_qwen2_5_vl`)."""
+        from grit_fast.models.loading import load_qwen2_5_vl
 
-        from transformers import AutoTokenizer, Qwen2_5_VLForConditionalGeneration
-
-        path = Path(path)
-        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        processor = build_processor(tokenizer, min_pixels, max_pixels)
-        template = path / "chat_template.jinja"
-        processor.chat_template = template.read_text() if template.is_file() else CHAT_TEMPLATE
-        return model, processor
+        return load_qwen2_5_vl(path, min_pixels, max_pixels, dtype)
 
     @classmethod
     def build_tiny(cls, seed: int = 0, **kwargs: Any) -> tuple[Any, Any]:

@@ -25,18 +25,29 @@ _MIN_F32 = tl.constexpr(-3.4028234663852886e38)
 def _group_advantage(rewards_ptr, row, G, adv_eps, SCALE: tl.constexpr, BLOCK_G: tl.constexpr):
     """A of sequence ``row``: (r - mean_g) / (std_g + eps), std unbiased (0 for G = 1).
 
-    Rewards are shifted by the group's first one so that equal rewards give A = 0 exactly.
+    Rewards are shifted by the group's first one so that equal rewards give A = 0 exactly. A group
+    wider than BLOCK_G is read in blocks: one pass for the mean, one for the squared deviations
+    (a group within one block gives the same sums as a single read).
     """
     first = (row // G) * G
-    offs = tl.arange(0, BLOCK_G)
-    valid = offs < G
     r0 = tl.load(rewards_ptr + first).to(tl.float32)
-    d = tl.where(valid, tl.load(rewards_ptr + first + offs, mask=valid, other=0.0) - r0, 0.0)
-    mean = tl.sum(d, axis=0) / G
+    acc = tl.zeros([BLOCK_G], tl.float32)
+    for start in range(0, G, BLOCK_G):
+        offs = start + tl.arange(0, BLOCK_G)
+        valid = offs < G
+        r = tl.load(rewards_ptr + first + offs, mask=valid, other=0.0).to(tl.float32)
+        acc += tl.where(valid, r - r0, 0.0)
+    mean = tl.sum(acc, axis=0) / G
     mine = (tl.load(rewards_ptr + row).to(tl.float32) - r0) - mean
     if SCALE:
-        c = tl.where(valid, d - mean, 0.0)
-        std = tl.sqrt(tl.sum(c * c, axis=0) / tl.maximum(G - 1, 1))
+        acc_sq = tl.zeros([BLOCK_G], tl.float32)
+        for start in range(0, G, BLOCK_G):
+            offs = start + tl.arange(0, BLOCK_G)
+            valid = offs < G
+            r = tl.load(rewards_ptr + first + offs, mask=valid, other=0.0).to(tl.float32)
+            c = tl.where(valid, (r - r0) - mean, 0.0)
+            acc_sq += c * c
+        std = tl.sqrt(tl.sum(acc_sq, axis=0) / tl.maximum(G - 1, 1))
         denom = std + adv_eps
         # equal rewards with eps = 0: 0 / 0 is taken as A = 0, as in the reference
         mine = tl.where(mine == 0.0, 0.0, mine / tl.where(denom > 0.0, denom, 1.0))

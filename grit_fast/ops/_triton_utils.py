@@ -19,6 +19,29 @@ def block_size(n: int, device: Any, gpu_cap: int, cpu_cap: int = 16384) -> int:
     return max(16, min(next_power_of_2(n), cap))
 
 
+# Rewards of a group one program reads at once; a larger group is read in several blocks (on a GPU a
+# block of 1,024 fp32 fits the registers; groups are usually 4-16 completions).
+GROUP_BLOCK_CAP = 1024
+
+
+def group_block(group_size: int, device: Any) -> int:
+    """BLOCK_G of the kernels that compute group advantages (they loop over larger groups)."""
+    return block_size(group_size, device, GROUP_BLOCK_CAP, GROUP_BLOCK_CAP)
+
+
+def on_device(tensor: Tensor) -> Any:
+    """A context in which Triton launches on ``tensor``'s GPU. Triton launches on the *current* CUDA
+    device, which need not hold the tensors (cuda:1 tensors while cuda:0 is current: another
+    device's pointers). A no-op off CUDA."""
+    import contextlib
+
+    import torch
+
+    if tensor.device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.cuda.device(tensor.device)
+
+
 def kernel_mask(mask: Tensor) -> Tensor:
     """The mask as a contiguous tensor a kernel can load and cast: bool is viewed as uint8."""
     import torch

@@ -43,7 +43,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from grit_fast import _dispatch
-from grit_fast.ops import _checks
+from grit_fast.ops import _checks, _triton_utils
 from grit_fast.ops import reference_fused_linear as twin
 from grit_fast.ops._triton_utils import block_size
 from grit_fast.ops.grpo_loss import ROW_SCALES, group_advantages, summarise
@@ -145,23 +145,24 @@ def triton_chunk_step(logits, ids, old, ref, adv, coef, hparams, write_grad) -> 
     rows, vocab = logits.shape
     tok = torch.empty(rows, 4, dtype=torch.float32, device=logits.device)
     if rows:
-        _fused_linear_chunk_kernel[(rows,)](
-            logits,
-            ids,
-            adv if old is None else old,
-            adv if ref is None else ref,
-            adv,
-            coef,
-            tok,
-            logits.stride(0),
-            vocab,
-            hparams,
-            HAS_OLD=old is not None,
-            HAS_REF=ref is not None,
-            WRITE_GRAD=write_grad,
-            BLOCK_V=block_size(vocab, logits.device, GPU_BLOCK_V),
-            **({"num_warps": 8} if logits.device.type == "cuda" else {}),
-        )
+        with _triton_utils.on_device(logits):
+            _fused_linear_chunk_kernel[(rows,)](
+                logits,
+                ids,
+                adv if old is None else old,
+                adv if ref is None else ref,
+                adv,
+                coef,
+                tok,
+                logits.stride(0),
+                vocab,
+                hparams,
+                HAS_OLD=old is not None,
+                HAS_REF=ref is not None,
+                WRITE_GRAD=write_grad,
+                BLOCK_V=block_size(vocab, logits.device, GPU_BLOCK_V),
+                **({"num_warps": 8} if logits.device.type == "cuda" else {}),
+            )
     return tok
 
 
@@ -278,8 +279,9 @@ class FusedLinearGRPOFunction(torch.autograd.Function):
             per_row.sum(dim=1), max_len, opts["loss_type"], normalizer
         )
         ctx.grads = (None if grad_h is None else grad_h.view(hidden.shape), grad_w, grad_b)
-        ctx.mark_non_differentiable(adv, kl, clip_fraction)
-        return loss, adv, kl, clip_fraction
+        logp = tok[:, 3].reshape(n, t).contiguous()  # 0 where masked (those rows are skipped)
+        ctx.mark_non_differentiable(adv, kl, clip_fraction, logp)
+        return loss, adv, kl, clip_fraction, logp
 
     @staticmethod
     @once_differentiable  # the backward is not itself differentiable: say so on double backward
@@ -327,6 +329,7 @@ def fused_linear_grpo_loss(
     chunk (default: from the shapes and, on a GPU, the free memory). The loss is differentiable
     w.r.t. ``hidden``, ``weight`` and ``bias``; no (N, T, V) tensor is ever allocated. Autocast
     does not apply: the matmuls run in the operands' dtype (cast them first to compute in another).
+    The result's ``logp`` holds the per-token log-probs the loss used (0 where masked).
     """
     twin.check_fused_linear_inputs(hidden, weight, ids, bias, temperature, chunk_size)
     opts = twin.loss_options(loss_kwargs)
@@ -355,10 +358,10 @@ def fused_linear_grpo_loss(
     grad = torch.is_grad_enabled()
     need = tuple(grad and x is not None and x.requires_grad for x in (hidden, weight, bias))
     config = (group_size, opts, float(temperature), chunk, step, need)
-    loss, adv, kl, clip_fraction = FusedLinearGRPOFunction.apply(
+    loss, adv, kl, clip_fraction, logp = FusedLinearGRPOFunction.apply(
         hidden, weight, bias, ids, mask, rewards, old_logp, ref_logp, config
     )
-    return LossOutput(loss, adv, kl, clip_fraction)
+    return LossOutput(loss, adv, kl, clip_fraction, logp)
 
 
 def fused_linear_log_probs(

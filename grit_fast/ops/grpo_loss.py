@@ -20,8 +20,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from grit_fast import _dispatch
-from grit_fast.ops import _checks, reference
-from grit_fast.ops._triton_utils import as_float_or_tensor, block_size, kernel_mask
+from grit_fast.ops import _checks, _triton_utils, reference
+from grit_fast.ops._triton_utils import as_float_or_tensor, block_size, group_block, kernel_mask
 from grit_fast.ops.types import LossOutput
 
 if TYPE_CHECKING:
@@ -77,14 +77,15 @@ def group_advantages_fwd(rewards: Tensor, group_size: int, scale: bool, eps: flo
     rewards = rewards.detach().contiguous()
     adv = torch.empty(rewards.shape, dtype=torch.float32, device=rewards.device)
     if rewards.numel():
-        _group_advantages_kernel[(rewards.shape[0],)](
-            rewards,
-            adv,
-            group_size,
-            float(eps),
-            SCALE=scale,
-            BLOCK_G=block_size(group_size, rewards.device, 1024),
-        )
+        with _triton_utils.on_device(rewards):
+            _group_advantages_kernel[(rewards.shape[0],)](
+                rewards,
+                adv,
+                group_size,
+                float(eps),
+                SCALE=scale,
+                BLOCK_G=group_block(group_size, rewards.device),
+            )
     return adv
 
 
@@ -105,22 +106,23 @@ def grpo_loss_fwd(
     stats = torch.zeros(n, 5, dtype=torch.float32, device=logp.device)
     if n == 0:
         return stats
-    _grpo_loss_fwd_kernel[(n,)](
-        logp,
-        logp if old_logp is None else old_logp,
-        logp if ref_logp is None else ref_logp,
-        mask,
-        rewards,
-        stats,
-        t,
-        group_size,
-        hparams,
-        SCALE=scale,
-        HAS_OLD=old_logp is not None,
-        HAS_REF=ref_logp is not None,
-        BLOCK_T=block_size(t, logp.device, 1024),
-        BLOCK_G=block_size(group_size, logp.device, 1024),
-    )
+    with _triton_utils.on_device(logp):
+        _grpo_loss_fwd_kernel[(n,)](
+            logp,
+            logp if old_logp is None else old_logp,
+            logp if ref_logp is None else ref_logp,
+            mask,
+            rewards,
+            stats,
+            t,
+            group_size,
+            hparams,
+            SCALE=scale,
+            HAS_OLD=old_logp is not None,
+            HAS_REF=ref_logp is not None,
+            BLOCK_T=block_size(t, logp.device, 1024),
+            BLOCK_G=group_block(group_size, logp.device),
+        )
     return stats
 
 
@@ -140,20 +142,21 @@ def grpo_loss_bwd(
     dlogp = torch.empty_like(logp)
     if n == 0:
         return dlogp
-    _grpo_loss_bwd_kernel[(n,)](
-        dlogp,
-        logp,
-        logp if old_logp is None else old_logp,
-        logp if ref_logp is None else ref_logp,
-        mask,
-        stats,
-        row_scale.float().contiguous(),
-        t,
-        hparams,
-        HAS_OLD=old_logp is not None,
-        HAS_REF=ref_logp is not None,
-        BLOCK_T=block_size(t, logp.device, 1024),
-    )
+    with _triton_utils.on_device(logp):
+        _grpo_loss_bwd_kernel[(n,)](
+            dlogp,
+            logp,
+            logp if old_logp is None else old_logp,
+            logp if ref_logp is None else ref_logp,
+            mask,
+            stats,
+            row_scale.float().contiguous(),
+            t,
+            hparams,
+            HAS_OLD=old_logp is not None,
+            HAS_REF=ref_logp is not None,
+            BLOCK_T=block_size(t, logp.device, 1024),
+        )
     return dlogp
 
 

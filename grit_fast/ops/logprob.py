@@ -16,7 +16,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from grit_fast import _dispatch
-from grit_fast.ops import _checks, reference
+from grit_fast.ops import _checks, _triton_utils, reference
 from grit_fast.ops._triton_utils import block_size
 
 if TYPE_CHECKING:
@@ -44,17 +44,18 @@ def selective_log_softmax_fwd(flat: Tensor, ids: Tensor, inv_temp: float) -> tup
     logp = torch.empty(rows, dtype=torch.float32, device=flat.device)
     lse = torch.empty(rows, 2, dtype=torch.float32, device=flat.device)
     if rows:
-        _logprob_fwd_kernel[(rows,)](
-            flat,
-            ids,
-            logp,
-            lse,
-            flat.stride(0),
-            vocab,
-            inv_temp,
-            BLOCK_V=block_size(vocab, flat.device, GPU_BLOCK_V),
-            **_num_warps(flat.device),
-        )
+        with _triton_utils.on_device(flat):
+            _logprob_fwd_kernel[(rows,)](
+                flat,
+                ids,
+                logp,
+                lse,
+                flat.stride(0),
+                vocab,
+                inv_temp,
+                BLOCK_V=block_size(vocab, flat.device, GPU_BLOCK_V),
+                **_num_warps(flat.device),
+            )
     return logp, lse
 
 
@@ -71,20 +72,25 @@ def selective_log_softmax_bwd(
     rows, vocab = flat.shape
     dlogits = flat if inplace else torch.empty_like(flat)
     if rows:
-        _logprob_bwd_kernel[(rows,)](
-            dlogits,
-            flat,
-            ids,
-            grad.float().contiguous(),
-            lse,
-            flat.stride(0),
-            dlogits.stride(0),
-            lse.stride(0),
-            vocab,
-            inv_temp,
-            BLOCK_V=block_size(vocab, flat.device, GPU_BLOCK_V),
-            **_num_warps(flat.device),
-        )
+        with _triton_utils.on_device(flat):
+            _logprob_bwd_kernel[(rows,)](
+                dlogits,
+                flat,
+                ids,
+                grad.float().contiguous(),
+                lse,
+                flat.stride(0),
+                dlogits.stride(0),
+                lse.stride(0),
+                vocab,
+                inv_temp,
+                BLOCK_V=block_size(vocab, flat.device, GPU_BLOCK_V),
+                **_num_warps(flat.device),
+            )
+        if inplace:
+            # The kernel wrote through a raw pointer: tell autograd, so that an op which saved the
+            # logits and runs its backward later raises instead of reading the gradient.
+            torch.autograd.graph.increment_version(flat)
     return dlogits
 
 

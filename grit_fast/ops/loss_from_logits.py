@@ -19,8 +19,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from grit_fast import _dispatch
-from grit_fast.ops import _checks, reference
-from grit_fast.ops._triton_utils import block_size
+from grit_fast.ops import _checks, _triton_utils, reference
+from grit_fast.ops._triton_utils import block_size, group_block
 from grit_fast.ops.grpo_loss import summarise
 from grit_fast.ops.logprob import GPU_BLOCK_V, rows_of, selective_log_softmax_bwd
 from grit_fast.ops.types import LossOutput
@@ -47,26 +47,27 @@ def grpo_loss_from_logits_fwd(
     adv = torch.zeros(rewards.shape, dtype=torch.float32, device=flat.device)
     tok = torch.empty(rows, 6, dtype=torch.float32, device=flat.device)
     if rows:
-        _grpo_logits_fwd_kernel[(rows,)](
-            flat,
-            ids,
-            ids if old_logp is None else old_logp,
-            ids if ref_logp is None else ref_logp,
-            rewards,
-            adv,
-            tok,
-            flat.stride(0),
-            vocab,
-            t,
-            group_size,
-            hparams,
-            SCALE=scale,
-            HAS_OLD=old_logp is not None,
-            HAS_REF=ref_logp is not None,
-            BLOCK_V=block_size(vocab, flat.device, GPU_BLOCK_V),
-            BLOCK_G=block_size(group_size, flat.device, 1024),
-            **({"num_warps": 8} if flat.device.type == "cuda" else {}),
-        )
+        with _triton_utils.on_device(flat):
+            _grpo_logits_fwd_kernel[(rows,)](
+                flat,
+                ids,
+                ids if old_logp is None else old_logp,
+                ids if ref_logp is None else ref_logp,
+                rewards,
+                adv,
+                tok,
+                flat.stride(0),
+                vocab,
+                t,
+                group_size,
+                hparams,
+                SCALE=scale,
+                HAS_OLD=old_logp is not None,
+                HAS_REF=ref_logp is not None,
+                BLOCK_V=block_size(vocab, flat.device, GPU_BLOCK_V),
+                BLOCK_G=group_block(group_size, flat.device),
+                **({"num_warps": 8} if flat.device.type == "cuda" else {}),
+            )
     elif rewards.numel():
         # T = 0: no token program runs, so the advantages come from their own kernel.
         from grit_fast.ops.grpo_loss import group_advantages_fwd

@@ -116,12 +116,12 @@ def fused_linear_grpo_loss(
     """GRPO loss of the logits ``hidden @ weight.T + bias`` (N, T, V), materialised in full.
 
     ``chunk_size`` is accepted for the same signature and ignored. Gradients flow to ``hidden``,
-    ``weight`` and ``bias``.
+    ``weight`` and ``bias``; ``logp`` of the result holds the per-token log-probs (0 where masked).
     """
     check_fused_linear_inputs(hidden, weight, ids, bias, temperature, chunk_size)
     opts = loss_options(loss_kwargs)
     logits = torch.nn.functional.linear(hidden, weight, bias)  # [N, T, V]
-    return reference.grpo_loss_from_logits(
+    out = reference.grpo_loss_from_logits(
         logits,
         ids,
         rewards,
@@ -132,6 +132,9 @@ def fused_linear_grpo_loss(
         temperature=temperature,
         **opts,
     )
+    with torch.no_grad():
+        logp = reference.selective_log_softmax(logits, ids, temperature)
+    return out._replace(logp=torch.where(mask != 0, logp, 0.0))
 
 
 def fused_linear_log_probs(

@@ -17,9 +17,14 @@ class LossOutput(NamedTuple):
                    mask, then mean over sequences (as GRIT logs it); 0 when ``ref_logp`` is None.
     clip_fraction: 0-dim float32, share of unmasked tokens whose ratio left the clip range on the side
                    that the clipped surrogate cuts (ρ < 1-ε_low with A < 0, or ρ > 1+ε_high with A > 0).
+    logp:          (N, T) float32 per-token log-probs the loss used (no gradient; 0 at masked
+                   tokens), from the losses that compute them (the fused-linear loss and its twin),
+                   else None. With μ > 1 they are the old policy's: the same rows, chunks and kernels
+                   as the loss, so the first update's ratio is exactly 1.
     """
 
     loss: Tensor
     advantages: Tensor
     kl: Tensor
     clip_fraction: Tensor
+    logp: Tensor | None = None

@@ -1,8 +1,9 @@
 """Atomic checkpoints: model, processor, optimizer, scheduler, RNG states and data position.
 
-Layout: ``output_dir/checkpoint-<step>/`` holding the model (``save_pretrained``; the adapter only
-under LoRA), the processor, ``trainer_state.pt`` (optimizer, scheduler, RNG states, sampler position,
-step) and ``grit_config.json``. A save is written to a hidden temporary directory beside it and
+Layout: ``output_dir/checkpoint-<step>/`` holding the model (``save_pretrained``, fp32 master
+weights; the adapter only under LoRA), the processor, ``trainer_state.pt`` (optimizer, scheduler, RNG
+states, sampler position, step), ``grit_config.json`` and ``release.json`` (the starting
+checkpoint's dtype, which ``grit-fast export`` returns to). A save is written to a hidden temporary directory beside it and
 renamed into place only when complete, so an interrupted save leaves at most a stray temporary
 directory and never damages an earlier checkpoint; :func:`latest_checkpoint` ignores temporaries.
 The trainer decides what its state is (:meth:`GritTrainer.state_dict`); this module writes and
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from grit_fast.train.export import RELEASE_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +78,13 @@ def save_checkpoint(
     trainer_state: dict[str, Any],
     config: dict[str, Any],
     model_state: dict[str, Any] | None = None,
+    release: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``checkpoint-<step>`` atomically (temporary directory, then rename); returns its path.
 
-    ``model_state``: the full state dict to write instead of the model's own (FSDP gathers it)."""
+    ``model_state``: the full state dict to write instead of the model's own (FSDP gathers it).
+    ``release``: what to record of the starting checkpoint (``release.json``: its dtype, for the
+    serving export)."""
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step}"
@@ -95,6 +101,8 @@ def save_checkpoint(
             processor.save_pretrained(tmp)
         torch.save({**trainer_state, "rng": rng_state(), "step": step}, tmp / STATE_FILE)
         (tmp / "grit_config.json").write_text(json.dumps(config, indent=2, default=str))
+        if release is not None:
+            (tmp / RELEASE_FILE).write_text(json.dumps(release, indent=2))
         _fsync_dir(tmp)
         if final.exists():  # re-saving a step: move the old one aside first, then drop it
             old = root / f".old-{PREFIX}{step}-{os.getpid()}"

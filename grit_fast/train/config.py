@@ -156,7 +156,7 @@ class GritConfig:
     gradient_accumulation_steps: int = 1
     max_steps: int = 200
     bf16: bool = False
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | None = None  # None: on for models of 100 M parameters or more
     seed: int = 42
     # LoRA (peft, the ``lora`` extra)
     lora: bool = False
@@ -172,6 +172,11 @@ class GritConfig:
     resume: str | None = None
     log_every: int = 1
     tensorboard: bool = False
+    # ----- the real path: release checkpoints on GPUs (precision, memory, serving export)
+    # export_model: at the end of a finished run write output_dir/model, the weights in the
+    # starting checkpoint's dtype for serving (training checkpoints keep fp32 masters). null: when
+    # that dtype is not fp32 (the releases are bf16); an fp32 run's last checkpoint already is it.
+    export_model: bool | None = None
 
     def __post_init__(self) -> None:
         self.validate()

@@ -119,5 +119,6 @@ def loss_from_hidden(
         return fused_linear_grpo_loss(
             hidden, weight, ids, rewards, mask, bias=bias, temperature=s.temperature, **kwargs
         )
-    logp = selective_log_softmax(head(hidden), ids, s.temperature)
-    return grpo_loss(logp.float(), rewards, mask, **kwargs)
+    logp = selective_log_softmax(head(hidden), ids, s.temperature).float()
+    out = grpo_loss(logp, rewards, mask, **kwargs)
+    return out._replace(logp=torch.where(mask != 0, logp.detach(), 0.0))

@@ -129,6 +129,16 @@ def apply_lora(model: Any, config: GritConfig) -> Any:
     return get_peft_model(model, lora)
 
 
+# gradient_checkpointing: null turns it on from this size: every released model (2-4 B parameters)
+# needs it at the paper's lengths (grit_fast.train.memory), the tiny test models (~10 M) do not.
+AUTO_CHECKPOINTING_PARAMS = 100_000_000
+
+
+def wants_checkpointing(setting: bool | None, params: int) -> bool:
+    """The config's ``gradient_checkpointing``, with None (auto) decided by the model's size."""
+    return params >= AUTO_CHECKPOINTING_PARAMS if setting is None else setting
+
+
 def enable_checkpointing(model: Any) -> None:
     """Recompute activations in the backward (non-reentrant; transformers >= 5.x renamed the call)."""
     kwargs = {"use_reentrant": False}
@@ -151,7 +161,8 @@ def wrap_parallel(
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids)
+    # Gradients as views of DDP's all-reduce buckets: no second fp32 copy of every gradient.
+    return DistributedDataParallel(module, device_ids=ids, gradient_as_bucket_view=True)
 
 
 def shard_fsdp(policy: torch.nn.Module) -> torch.nn.Module:

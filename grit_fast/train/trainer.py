@@ -8,13 +8,15 @@ One step (docs/method.md §3), for each of ``gradient_accumulation_steps`` micro
 3. advantage and loss - group-relative advantages fused with the clipped PG + KL loss on the
    completion tokens' log-probs (``grit_fast.train.loss``, the ``grit_fast.ops`` kernels);
 4. step     - backward, gradient clipping, AdamW, LR schedule; ``num_iterations`` (μ) updates per
-   rollout, with the rollout's log-probs as the old policy when μ > 1.
+   rollout, with the first update's own log-probs as the old policy when μ > 1.
 
 ``GritTrainer(config, model=None, processor=None, records=None, judge=None, extra_reward=None)``:
 pass a model and processor to skip loading, records (dicts, :class:`GritRecord` or a JSONL path) to
 skip ``config.data``, a judge callable for ``answer_accuracy``, and ``extra_reward(texts, records) ->
 (N,) floats`` to add a reward of your own to the preset's total (logged as ``reward/extra``).
-Metrics go to ``output_dir/metrics.jsonl``; checkpoints to ``output_dir/checkpoint-<step>``;
+Metrics go to ``output_dir/metrics.jsonl``; checkpoints (fp32 masters) to
+``output_dir/checkpoint-<step>``; a finished run's weights in the release's dtype (bf16) to
+``output_dir/model`` (``export_model``);
 ``eval_every``/``eval_on_start`` add evaluation rows (``eval/…``) to the metrics. Where the released
 GRIT code behaves differently, a config setting chooses (:class:`GritConfig`, docs/method.md §7).
 """
@@ -22,7 +24,6 @@ GRIT code behaves differently, a config setting chooses (:class:`GritConfig`, do
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -40,8 +41,9 @@ from grit_fast.data.grit_jsonl import split_paths
 from grit_fast.models import adapter_for, load_model
 from grit_fast.models.forward import model_inputs, token_logprobs
 from grit_fast.models.internvl import jpeg_augment
-from grit_fast.train import checkpoint
+from grit_fast.train import checkpoint, memory, precision
 from grit_fast.train.config import ConfigError, GritConfig
+from grit_fast.train.export import export_trainer, release_info, wants_export
 from grit_fast.train.loss import LossSettings, PolicyLoss
 from grit_fast.train.metrics import (
     PhaseClock,
@@ -61,6 +63,8 @@ from grit_fast.train.setup import (
     gather_full_state,
     judge_for,
     load_full_state,
+    shard_fsdp,
+    wants_checkpointing,
     wrap_parallel,
 )
 
@@ -164,16 +168,29 @@ class GritTrainer:
             double_resize=cfg.qwen_double_resize,
         )
         model.to(self.device)
+        # The checkpoint's dtype (a release's bf16): the frozen reference may keep it, the serving
+        # export returns to it; the policy trains fp32 masters (grit_fast.train.precision).
+        self.release_dtype = precision.weights_dtype(model)
         # The frozen reference for the KL: a copy of the starting weights (LoRA: adapters disabled).
         self.ref_model = None
         if cfg.beta > 0 and not cfg.lora:
-            self.ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+            dtype = precision.reference_dtype(cfg.bf16, self.device, self.release_dtype)
+            self.ref_model = precision.frozen_copy(model, dtype)
+        precision.to_master(model)
+        if self.is_main:
+            logger.info(
+                "precision: %s", precision.describe(cfg.bf16, self.device, self.release_dtype)
+            )
         if cfg.lora:
             model = apply_lora(model, cfg)
-        if cfg.gradient_checkpointing:
+        params = sum(p.numel() for p in model.parameters())
+        checkpointing = wants_checkpointing(cfg.gradient_checkpointing, params)
+        if checkpointing:
             enable_checkpointing(model)
         self.model = model
         self.model.train()
+        if self.is_main:
+            self._report_memory(checkpointing)
 
         # auto and on: fused. On CPU its chunked path is also leaner and faster (benches/RESULTS.md,
         # "Train step": N=8, T=128, V=151,665 fp32, 97 MiB and 6.8 s fwd+bwd vs 1,216 MiB and 8.2 s
@@ -197,6 +214,13 @@ class GritTrainer:
         self.policy_loss = PolicyLoss(self.model, self.loss_settings)
         self.policy = wrap_parallel(self.policy_loss, cfg, self.device)
         self.fsdp = cfg.parallel == "fsdp" and distributed.is_distributed()
+        # The frozen reference runs through the same wrapper; under FSDP it is sharded like the
+        # policy (a full copy on every process would cost its whole size on every GPU).
+        self.ref_policy = None
+        if self.ref_model is not None:
+            self.ref_policy = PolicyLoss(self.ref_model, self.loss_settings)
+            if self.fsdp:
+                shard_fsdp(self.ref_policy)
         self.optimizer, self.scheduler = build_optimizer(
             [p for p in self.model.parameters() if p.requires_grad], cfg
         )
@@ -243,8 +267,11 @@ class GritTrainer:
         bar.close()
         # At the end, unless that step was just saved (or no step ran: a finished run resumed).
         saved = cfg.save_every and self.step % cfg.save_every == 0
-        if history and self.step == cfg.max_steps and not saved:
-            self.save()
+        if history and self.step == cfg.max_steps:
+            if not saved:
+                self.save()
+            if wants_export(cfg.export_model, self.release_dtype):
+                export_trainer(self)
         return history
 
     def training_step(self) -> dict[str, float]:
@@ -261,14 +288,13 @@ class GritTrainer:
                     rollout.prompt_inputs, rollout.completion_ids, rollout.completion_mask
                 )
                 ref = self._ref_logprobs(inputs, rollout)
-                old = None
-                if cfg.num_iterations > 1:  # in the loss's precision, so the first ratio is 1
-                    with self._autocast():
-                        old = self.policy_loss.logprobs(inputs, rollout.completion_ids)
-            batches.append(MicroBatch(rollout, inputs, rewards, old, ref, stats))
+            batches.append(MicroBatch(rollout, inputs, rewards, None, ref, stats))
 
         normalizer = self._token_normalizer(batches)
-        for _ in range(cfg.num_iterations):
+        # μ > 1: the old policy's log-probs are those the first iteration's loss used (its rows,
+        # chunks and kernels), so no extra forward runs and the first ratio is exactly 1; the first
+        # iteration itself needs none (ρ ≡ 1).
+        for iteration in range(cfg.num_iterations):
             outputs = []
             for i, b in enumerate(batches):
                 last = i == len(batches) - 1
@@ -277,7 +303,7 @@ class GritTrainer:
                     if last or not hasattr(self.policy, "no_sync")
                     else self.policy.no_sync()
                 )
-                with clock("forward_backward"), sync, self._autocast():
+                with clock("forward_backward"), sync, self._autocast(cache=False):
                     out = self.policy(
                         b.inputs,
                         b.rollout.completion_ids,
@@ -288,6 +314,8 @@ class GritTrainer:
                         normalizer,
                     )
                     (out.loss / len(batches)).backward()
+                if iteration == 0 and cfg.num_iterations > 1:
+                    b.old_logp = out.logp
                 outputs.append(out)
             with clock("optimizer"):
                 grad_norm = torch.nn.utils.clip_grad_norm_(
@@ -376,8 +404,11 @@ class GritTrainer:
             return None
         s, ids = self.loss_settings, rollout.completion_ids
         with self._autocast():
-            if self.ref_model is not None:
-                return token_logprobs(self.ref_model, inputs, ids, s.temperature, s.fused)
+            if self.ref_policy is not None:
+                logp = self.ref_policy.logprobs(inputs, ids)
+                if self.fsdp:  # FSDP keeps a root's weights gathered after its forward
+                    self.ref_policy.reshard()
+                return logp
             with self.model.disable_adapter():  # LoRA: the base weights are the reference
                 return token_logprobs(self.model, inputs, ids, s.temperature, s.fused)
 
@@ -391,10 +422,22 @@ class GritTrainer:
         per_rank = distributed.mean_over_ranks({"tokens": local})["tokens"]
         return max(per_rank, 1.0) / len(batches)
 
-    def _autocast(self) -> Any:
-        if self.config.bf16 and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+    def _autocast(self, cache: bool = True) -> Any:
+        return precision.autocast(self.config.bf16, self.device, cache)
+
+    def _report_memory(self, checkpointing: bool) -> None:
+        """Log the memory estimate per process (a warning when it exceeds the device)."""
+        cfg = self.config
+        fsdp = cfg.parallel == "fsdp" and self.world > 1
+        ref_bytes = 0
+        if self.ref_model is not None:
+            ref_bytes = torch.finfo(precision.weights_dtype(self.ref_model)).bits // 8
+        run = memory.run_shape(cfg, self.adapter, self.world, fsdp, checkpointing, ref_bytes)
+        estimate = memory.estimate_memory(memory.model_shape(self.model), run)
+        device_bytes = None
+        if self.device.type == "cuda":
+            device_bytes = torch.cuda.get_device_properties(self.device).total_memory
+        memory.report(estimate, device_bytes, hint=memory.hint(cfg, checkpointing, self.world))
 
     def _metrics(
         self,
@@ -504,6 +547,7 @@ class GritTrainer:
                 state,
                 cfg.to_dict(),
                 model_state,
+                release_info(self.release_dtype, cfg.model),
             )
         distributed.barrier()
         return path

@@ -266,12 +266,13 @@ def test_public_ops_run_under_both_backends(impl):
     torch.testing.assert_close(out.loss, again.loss)
     for result in (out, again):
         # only the loss carries a gradient; the metrics are plain numbers
-        assert [getattr(result, f).requires_grad for f in result._fields] == [
+        assert [getattr(result, f).requires_grad for f in result._fields[:4]] == [
             True,
             False,
             False,
             False,
         ]
+        assert result.logp is None  # only the fused-linear loss hands its log-probs back
     want = torch.tensor([1.0, -1.0]) / (1 / 2**0.5 * 2 + 2e-4)
     torch.testing.assert_close(out.advantages.cpu(), want)
 
