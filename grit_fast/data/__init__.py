@@ -7,6 +7,7 @@ from grit_fast.data.grit_jsonl import (
     load_grit_files,
     load_grit_jsonl,
     load_image,
+    load_records,
     records_from_dicts,
     validate_record,
 )
@@ -18,6 +19,7 @@ __all__ = [
     "load_grit_files",
     "load_grit_jsonl",
     "load_image",
+    "load_records",
     "records_from_dicts",
     "validate_record",
 ]

@@ -335,3 +335,32 @@ def load_grit_files(
     for path, root in zip(files, roots, strict=True):
         records += load_grit_jsonl(path, root, check_images, exif_transpose)
     return records
+
+
+def _is_path(item: Any) -> bool:
+    return isinstance(item, (str, os.PathLike))
+
+
+def load_records(
+    data: Any, image_root: Any = None, exif_transpose: bool = True
+) -> list[GritRecord]:
+    """Records from GRIT JSONL file(s) or in memory, whichever ``data`` holds.
+
+    ``data``: a path, several (a list or comma-separated; each file with its own image root, see
+    :func:`load_grit_files`), in-memory records (dicts or :class:`GritRecord`), or a list mixing
+    paths and records (in order). Errors name the file and line, or the record's position.
+    """
+    if _is_path(data):
+        return load_grit_files(data, image_root, exif_transpose=exif_transpose)
+    items = list(data)
+    if items and all(_is_path(item) for item in items):
+        return load_grit_files(items, image_root, exif_transpose=exif_transpose)
+    if not any(_is_path(item) for item in items):
+        return records_from_dicts(items, image_root=image_root, exif_transpose=exif_transpose)
+    records: list[GritRecord] = []
+    for item in items:
+        if _is_path(item):
+            records += load_grit_files(item, image_root, exif_transpose=exif_transpose)
+        else:
+            records += records_from_dicts([item], image_root, exif_transpose=exif_transpose)
+    return records

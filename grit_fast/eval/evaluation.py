@@ -89,24 +89,6 @@ def _done(out: Path) -> dict[int, dict[str, Any]]:
     return done
 
 
-def _load_data(data, image_root) -> list[Any]:
-    """Records of JSONL path(s) (comma-separated too; ``image_root`` one folder or one per file)
-    or of in-memory records."""
-    from grit_fast.data import load_grit_files, records_from_dicts
-
-    if isinstance(data, (str, os.PathLike)) or all(
-        isinstance(item, (str, os.PathLike)) for item in data
-    ):
-        return load_grit_files(data, image_root)
-    records: list[Any] = []
-    for item in data:
-        if isinstance(item, (str, os.PathLike)):
-            records += load_grit_files(item, image_root)
-        else:
-            records += records_from_dicts([item], image_root=image_root)
-    return records
-
-
 def _load_model(model: Any, processor: Any) -> tuple[Any, Any]:
     """(model, processor) from objects, a local checkpoint directory or ``tiny:<family>``."""
     if not isinstance(model, (str, os.PathLike)):
@@ -212,9 +194,10 @@ def evaluate(
     where to run; default: a model loaded from a directory goes to ``cuda:$LOCAL_RANK`` when CUDA
     is available, an in-memory model stays where it is.
     """
+    from grit_fast.data import load_records
     from grit_fast.models import adapter_for
 
-    records = _load_data(data, image_root)
+    records = load_records(data, image_root)
     from_dir = isinstance(model, (str, os.PathLike))
     model, processor = _load_model(model, processor)
     if device is None and from_dir:

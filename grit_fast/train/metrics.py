@@ -120,3 +120,31 @@ def rollout_metrics(batch: Any, rollout: Any, records: list[Any], adapter: Any) 
     ious = grounding_ious(rollout.texts, records, adapter)
     out["grounding_iou"] = float(ious.mean()) if len(ious) else float("nan")
     return out
+
+
+def step_metrics(
+    stats: list[dict[str, float]],
+    outputs: list[Any],
+    grad_norm: Any,
+    lr: float,
+    clock: PhaseClock,
+) -> dict[str, float]:
+    """This process's metrics of a step: the micro-batches' rollout ``stats`` (averaged, NaN-aware),
+    the loss outputs' loss, KL, clip fraction and advantage statistics, the gradient norm (a DTensor
+    under FSDP is gathered), the learning rate and the phase times."""
+    import torch
+
+    from grit_fast.train.setup import full_tensor
+
+    local = {k: nanmean([s[k] for s in stats]) for k in stats[0]}
+    local["loss"] = float(np.mean([o.loss.item() for o in outputs]))
+    local["kl"] = float(np.mean([o.kl.item() for o in outputs]))
+    local["clip_fraction"] = float(np.mean([o.clip_fraction.item() for o in outputs]))
+    advantages = torch.cat([o.advantages.detach().float().cpu() for o in outputs])
+    local["advantage/mean"] = advantages.mean().item()
+    local["advantage/std"] = advantages.std().item() if advantages.numel() > 1 else 0.0
+    local["advantage/abs_max"] = advantages.abs().max().item()
+    local["grad_norm"] = float(full_tensor(grad_norm))
+    local["lr"] = lr
+    local.update(clock.metrics())
+    return local

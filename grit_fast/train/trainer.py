@@ -36,36 +36,29 @@ import torch
 from tqdm.auto import tqdm
 
 from grit_fast import distributed
-from grit_fast.data import GritRecord, load_grit_files, records_from_dicts
+from grit_fast.data import GritRecord, load_records
 from grit_fast.data.grit_jsonl import split_paths
-from grit_fast.models import adapter_for, load_model
 from grit_fast.models.forward import model_inputs, token_logprobs
 from grit_fast.models.internvl import jpeg_augment
-from grit_fast.train import checkpoint, memory, precision
+from grit_fast.train import checkpoint, precision
 from grit_fast.train.config import ConfigError, GritConfig
 from grit_fast.train.export import export_trainer, release_info, wants_export
-from grit_fast.train.loss import LossSettings, PolicyLoss
 from grit_fast.train.metrics import (
     PhaseClock,
     eval_metrics,
-    nanmean,
     rollout_metrics,
+    step_metrics,
     zero_advantage_fraction,
 )
 from grit_fast.train.metrics_log import MetricsLog
+from grit_fast.train.policy import build_policy
 from grit_fast.train.rollout import Rollout, generate_rollout, prompt_seed
 from grit_fast.train.setup import (
     EpochSampler,
-    apply_lora,
     build_optimizer,
-    enable_checkpointing,
-    full_tensor,
     gather_full_state,
     judge_for,
     load_full_state,
-    shard_fsdp,
-    wants_checkpointing,
-    wrap_parallel,
 )
 
 logger = logging.getLogger(__name__)
@@ -77,19 +70,6 @@ def _as_config(config: GritConfig | dict[str, Any] | str | os.PathLike) -> GritC
     if isinstance(config, dict):
         return GritConfig.from_dict(config)
     return GritConfig.from_file(config)
-
-
-def _is_paths(data: Any) -> bool:
-    paths = data if isinstance(data, (list, tuple)) else [data]
-    return bool(paths) and all(isinstance(p, (str, os.PathLike)) for p in paths)
-
-
-def _records(data: Any, image_root: Any, exif_transpose: bool = True) -> list[GritRecord]:
-    """Records of JSONL file(s) (each with its image root: ``load_grit_files``) or of in-memory
-    records (dicts or :class:`GritRecord`)."""
-    if _is_paths(data):
-        return load_grit_files(data, image_root, exif_transpose=exif_transpose)
-    return records_from_dicts(data, image_root=image_root, exif_transpose=exif_transpose)
 
 
 @dataclass
@@ -144,7 +124,7 @@ class GritTrainer:
         data = records if records is not None else cfg.data
         if data is None:
             raise ValueError("no training data: set `data` in the config or pass records=")
-        self.records = _records(data, cfg.image_root, cfg.exif_transpose)
+        self.records = load_records(data, cfg.image_root, cfg.exif_transpose)
         self.sampler = EpochSampler(len(self.records), cfg.seed)
         self.log = MetricsLog(cfg.output_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
 
@@ -152,75 +132,12 @@ class GritTrainer:
             raise ValueError(
                 "pass both model and processor, or neither (then config.model is loaded)"
             )
-        if model is None:
-            model, processor = load_model(
-                cfg.model, cfg.family, cfg.seed, cfg.min_pixels, cfg.max_pixels
-            )
-        self.processor = processor
-        family = model if cfg.family == "auto" else cfg.family
-        self.adapter = adapter_for(
-            family,
-            processor,
-            cfg.min_pixels,
-            cfg.max_pixels,
-            generation_header=cfg.generation_header,
-            max_tiles=cfg.max_tiles,
-            double_resize=cfg.qwen_double_resize,
-        )
-        model.to(self.device)
-        # The checkpoint's dtype (a release's bf16): the frozen reference may keep it, the serving
-        # export returns to it; the policy trains fp32 masters (grit_fast.train.precision).
-        self.release_dtype = precision.weights_dtype(model)
-        # The frozen reference for the KL: a copy of the starting weights (LoRA: adapters disabled).
-        self.ref_model = None
-        if cfg.beta > 0 and not cfg.lora:
-            dtype = precision.reference_dtype(cfg.bf16, self.device, self.release_dtype)
-            self.ref_model = precision.frozen_copy(model, dtype)
-        precision.to_master(model)
-        if self.is_main:
-            logger.info(
-                "precision: %s", precision.describe(cfg.bf16, self.device, self.release_dtype)
-            )
-        if cfg.lora:
-            model = apply_lora(model, cfg)
-        params = sum(p.numel() for p in model.parameters())
-        checkpointing = wants_checkpointing(cfg.gradient_checkpointing, params)
-        if checkpointing:
-            enable_checkpointing(model)
-        self.model = model
-        self.model.train()
-        if self.is_main:
-            self._report_memory(checkpointing)
-
-        # auto and on: fused. On CPU its chunked path is also leaner and faster (benches/RESULTS.md,
-        # "Train step": N=8, T=128, V=151,665 fp32, 97 MiB and 6.8 s fwd+bwd vs 1,216 MiB and 8.2 s
-        # unfused).
-        fused = cfg.fused_loss in ("on", "auto")
-        self.loss_settings = LossSettings(
-            group_size=cfg.num_generations,
-            beta=cfg.beta,
-            eps_low=cfg.eps_low,
-            eps_high=cfg.eps_high,
-            loss_type=cfg.loss_type,
-            # log-probs of logits / τ (TRL), or of the raw logits (the released code)
-            temperature=cfg.temperature if cfg.temperature_in_logprobs else 1.0,
-            scale_rewards=cfg.scale_rewards,
-            adv_eps=cfg.adv_eps,
-            fused=fused,
-            max_completion_length=cfg.max_new_tokens,
-        )
-        # policy_loss: generate / logprobs / loss of the model (under FSDP, sharded in place);
-        # policy: what runs the loss (DDP's wrapper around it, or it).
-        self.policy_loss = PolicyLoss(self.model, self.loss_settings)
-        self.policy = wrap_parallel(self.policy_loss, cfg, self.device)
-        self.fsdp = cfg.parallel == "fsdp" and distributed.is_distributed()
-        # The frozen reference runs through the same wrapper; under FSDP it is sharded like the
-        # policy (a full copy on every process would cost its whole size on every GPU).
-        self.ref_policy = None
-        if self.ref_model is not None:
-            self.ref_policy = PolicyLoss(self.ref_model, self.loss_settings)
-            if self.fsdp:
-                shard_fsdp(self.ref_policy)
+        built = build_policy(cfg, model, processor, self.device)
+        self.model, self.processor, self.adapter = built.model, built.processor, built.adapter
+        self.loss_settings = built.loss_settings
+        self.policy_loss, self.policy = built.policy_loss, built.policy
+        self.ref_model, self.ref_policy = built.ref_model, built.ref_policy
+        self.release_dtype, self.fsdp = built.release_dtype, built.fsdp
         self.optimizer, self.scheduler = build_optimizer(
             [p for p in self.model.parameters() if p.requires_grad], cfg
         )
@@ -327,7 +244,8 @@ class GritTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
 
         self.step += 1
-        metrics = self._metrics(batches, outputs, grad_norm, lr, clock)
+        stats = [b.stats for b in batches]
+        metrics = distributed.mean_over_ranks(step_metrics(stats, outputs, grad_norm, lr, clock))
         if metrics["zero_advantage_group_fraction"] >= 1.0:
             logger.warning(
                 "step %d: every group has equal rewards, so every advantage is 0 and nothing is "
@@ -425,42 +343,6 @@ class GritTrainer:
     def _autocast(self, cache: bool = True) -> Any:
         return precision.autocast(self.config.bf16, self.device, cache)
 
-    def _report_memory(self, checkpointing: bool) -> None:
-        """Log the memory estimate per process (a warning when it exceeds the device)."""
-        cfg = self.config
-        fsdp = cfg.parallel == "fsdp" and self.world > 1
-        ref_bytes = 0
-        if self.ref_model is not None:
-            ref_bytes = torch.finfo(precision.weights_dtype(self.ref_model)).bits // 8
-        run = memory.run_shape(cfg, self.adapter, self.world, fsdp, checkpointing, ref_bytes)
-        estimate = memory.estimate_memory(memory.model_shape(self.model), run)
-        device_bytes = None
-        if self.device.type == "cuda":
-            device_bytes = torch.cuda.get_device_properties(self.device).total_memory
-        memory.report(estimate, device_bytes, hint=memory.hint(cfg, checkpointing, self.world))
-
-    def _metrics(
-        self,
-        batches: list[MicroBatch],
-        outputs: list,
-        grad_norm: torch.Tensor,
-        lr: float,
-        clock: PhaseClock,
-    ) -> dict[str, float]:
-        keys = batches[0].stats.keys()
-        local = {k: nanmean([b.stats[k] for b in batches]) for k in keys}
-        local["loss"] = float(np.mean([o.loss.item() for o in outputs]))
-        local["kl"] = float(np.mean([o.kl.item() for o in outputs]))
-        local["clip_fraction"] = float(np.mean([o.clip_fraction.item() for o in outputs]))
-        advantages = torch.cat([o.advantages.detach().float().cpu() for o in outputs])
-        local["advantage/mean"] = advantages.mean().item()
-        local["advantage/std"] = advantages.std().item() if advantages.numel() > 1 else 0.0
-        local["advantage/abs_max"] = advantages.abs().max().item()
-        local["grad_norm"] = float(full_tensor(grad_norm))
-        local["lr"] = lr
-        local.update(clock.metrics())
-        return distributed.mean_over_ranks(local)
-
     # ------------------------------------------------------------------ evaluation, checkpoints
     def evaluate(
         self,
@@ -482,7 +364,7 @@ class GritTrainer:
             root = cfg.eval_image_root
             if root is None and len(split_paths(cfg.image_root, "image_root")) == 1:
                 root = cfg.image_root  # one training image folder serves evaluation too
-        items = self.records if data is None else _records(data, root, cfg.exif_transpose)
+        items = self.records if data is None else load_records(data, root, cfg.exif_transpose)
         out = Path(cfg.output_dir) / "eval" / f"step-{self.step}" if out_dir is None else out_dir
         options = EvalOptions(
             judge=self.judge,

@@ -14,6 +14,7 @@ from grit_fast.data import (  # noqa: E402
     image_size,
     load_grit_files,
     load_grit_jsonl,
+    load_records,
     records_from_dicts,
 )
 
@@ -61,6 +62,25 @@ def test_one_root_for_every_file_or_each_file_s_folder(two_sets):
         load_grit_files(files, [two_sets] * 3)
     with pytest.raises(GritDataError, match="no data files"):
         load_grit_files([])
+
+
+def test_load_records_takes_paths_records_or_both(two_sets):
+    """What the trainer and the evaluator accept as data: a path, comma-separated paths, a list of
+    paths (each with its root), in-memory records, or a list mixing paths and records in order."""
+    files = [two_sets / "vsr" / "train.jsonl", two_sets / "tally" / "train.jsonl"]
+    roots = [two_sets / "imgs_vsr", two_sets / "imgs_tally"]
+    joined = ",".join(map(str, files)), ",".join(map(str, roots))
+    for data, image_root in ((files, roots), joined, (tuple(files), roots)):
+        got = load_records(data, image_root)
+        assert [r.dataset for r in got] == ["vsr", "tallyqa", "tally", "tallyqa"]
+    one = load_records(str(files[0]), roots[0])
+    assert [r.source for r in one] == [str(files[0])] * 2
+    memory = dict(RECORD, image=str(roots[1] / "p.png"))
+    mixed = load_records([files[0], memory], roots[0])
+    assert [r.source for r in mixed] == [str(files[0])] * 2 + ["<records>"]
+    assert load_records([memory])[0].source == "<records>"
+    with pytest.raises(GritDataError, match=r"<records>:1: field 'question'"):
+        load_records([{k: v for k, v in memory.items() if k != "question"}])
 
 
 def test_a_bad_record_in_the_second_file_names_that_file_and_line(two_sets):
