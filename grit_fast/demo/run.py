@@ -26,7 +26,6 @@ files above. Everything is deterministic for a seed and a thread count on one ma
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import shutil
@@ -404,7 +403,3 @@ def _clear(out: Path) -> None:
     for path in out.glob("checkpoint-*"):
         if (path.is_dir() and (path / "trainer_state.json").exists()) or path.name.endswith(".tmp"):
             shutil.rmtree(path, ignore_errors=True)
-
-
-def load_report(out_dir: str | os.PathLike) -> dict[str, Any]:
-    return json.loads((Path(out_dir) / "metrics.json").read_text(encoding="utf-8"))
