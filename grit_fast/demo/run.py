@@ -40,6 +40,11 @@ logger = logging.getLogger(__name__)
 __all__ = ["SIZES", "DemoSize", "run_demo"]
 
 
+def _may_be_zero(default: Any) -> Any:
+    """A :class:`DemoSize` field that may be 0 (every other one must be positive)."""
+    return dataclasses.field(default=default, metadata={"zero_ok": True})
+
+
 @dataclass(frozen=True)
 class DemoSize:
     """Every knob of a demo run. ``SIZES["full"]`` is the default; ``"small"`` is a smoke test."""
@@ -50,11 +55,11 @@ class DemoSize:
     image_size: int = 112
     object_min: float = 0.22  # shape sides as fractions of the image side
     object_max: float = 0.4
-    max_distractors: int = 2
+    max_distractors: int = _may_be_zero(2)
     # model (text decoder; the vocabulary is always Qwen2.5's 151,665 tokens)
     hidden_size: int = 64
     num_layers: int = 4
-    tie_embeddings: int = 0
+    tie_embeddings: int = _may_be_zero(0)
     # x the vision merger's output layer at initialisation (see build_model)
     merger_init: float = 1.0
     # rotary base of the text decoder (Qwen's is 1e6; see build_model)
@@ -63,14 +68,16 @@ class DemoSize:
     warm_steps: int = 2000
     warm_batch: int = 8
     warm_lr: float = 1e-3
-    warm_negatives: int = 2048
+    warm_negatives: int = _may_be_zero(2048)
     # GRPO-GR
     rl_steps: int = 30
     batch_size: int = 4
     num_generations: int = 4
     lr: float = 3e-4
-    beta: float = 0.01
-    scale_rewards: int = 1  # 1: advantages divided by the group's reward std (GRIT); 0: not
+    beta: float = _may_be_zero(0.01)
+    scale_rewards: int = _may_be_zero(
+        1
+    )  # 1: advantages divided by the group's reward std (GRIT); 0: not
     temperature: float = 1.0
     max_new_tokens: int = 96  # fits the longest correct trace (see longest_trace_tokens)
     # report
@@ -84,6 +91,7 @@ class DemoSize:
     def with_overrides(self, values: Mapping[str, Any]) -> DemoSize:
         """A copy with ``values`` applied; unknown keys name the known ones."""
         known = {f.name: f.type for f in dataclasses.fields(self)}
+        zero_ok = {f.name: f.metadata.get("zero_ok", False) for f in dataclasses.fields(self)}
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(f"unknown demo setting(s) {unknown}; known: {sorted(known)}")
@@ -96,16 +104,9 @@ class DemoSize:
                 raise ValueError(
                     f"demo setting {key} must be {known[key]}, got {value!r}"
                 ) from None
-            if out[key] <= 0 and key not in (
-                "beta",
-                "tie_embeddings",
-                "max_distractors",
-                "warm_negatives",
-                "scale_rewards",
-            ):
-                raise ValueError(f"demo setting {key} must be positive, got {value!r}")
-            if out[key] < 0:
-                raise ValueError(f"demo setting {key} must be >= 0, got {value!r}")
+            if out[key] < 0 or (out[key] == 0 and not zero_ok[key]):
+                rule = ">= 0" if zero_ok[key] else "positive"
+                raise ValueError(f"demo setting {key} must be {rule}, got {value!r}")
         size = dataclasses.replace(self, **out)
         if min(size.reliance, size.n_eval) < 2:
             raise ValueError(

@@ -129,6 +129,9 @@ def test_bad_settings_name_the_key(capsys):
     assert DemoSize().with_overrides({"warm_negatives": "0"}).warm_negatives == 0
     with pytest.raises(ValueError, match="warm_negatives must be >= 0"):
         DemoSize().with_overrides({"warm_negatives": -1})
+    assert DemoSize().with_overrides({"beta": "0", "scale_rewards": "0"}).beta == 0.0
+    with pytest.raises(ValueError, match="rl_steps must be positive"):
+        DemoSize().with_overrides({"rl_steps": "0"})
     with pytest.raises(ValueError, match="reliance=1, n_eval=400"):
         DemoSize().with_overrides({"reliance": 1})
     with pytest.raises(ValueError, match="reliance=128, n_eval=1"):
