@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from grit_fast.models import load_model
+    from grit_fast.models.loading import read_adapter_options
     from grit_fast.train.export import DTYPES, RELEASE_FILE, export_model, release_dtype
 
     checkpoint = Path(args.checkpoint)
@@ -46,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             dtype = DTYPES[args.dtype]
         model, processor = load_model(str(checkpoint))
-        out = export_model(model, processor, args.out, dtype)
+        options = read_adapter_options(checkpoint) or None
+        out = export_model(model, processor, args.out, dtype, adapter_options=options)
     except (ValueError, OSError) as exc:
         print(f"grit-fast export: {exc}")
         return 1

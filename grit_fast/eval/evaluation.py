@@ -196,9 +196,11 @@ def evaluate(
     """
     from grit_fast.data import load_records
     from grit_fast.models import adapter_for
+    from grit_fast.models.loading import read_adapter_options
 
     records = load_records(data, image_root)
     from_dir = isinstance(model, (str, os.PathLike))
+    model_path = model
     model, processor = _load_model(model, processor)
     if device is None and from_dir:
         import torch
@@ -216,7 +218,11 @@ def evaluate(
         preset=preset,
         image_root=image_root,
     )
-    return evaluate_records(model, adapter_for(model, processor), records, out_dir, options)
+    # a folder grit_fast wrote records how its run prompted and sized images (grit_adapter.json)
+    folder = from_dir and not str(model_path).startswith("tiny:")
+    adapter_options = read_adapter_options(model_path) if folder else {}
+    adapter = adapter_for(model, processor, **adapter_options)
+    return evaluate_records(model, adapter, records, out_dir, options)
 
 
 def evaluate_records(

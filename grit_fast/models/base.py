@@ -67,6 +67,15 @@ class ModelAdapter:
         self.max_tiles = None if max_tiles is None else int(max_tiles)
         self.double_resize = bool(double_resize)
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keyword options this adapter was built with (what ``grit_adapter.json`` records)."""
+        return {
+            "generation_header": self.generation_header,
+            "max_tiles": self.max_tiles,
+            "double_resize": self.double_resize,
+        }
+
     # ----- models of the family
     @classmethod
     def load(

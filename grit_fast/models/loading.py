@@ -12,10 +12,18 @@ masters of whatever it loads, :mod:`grit_fast.train.precision`).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["chat_template_of", "load_internvl3", "load_qwen2_5_vl"]
+__all__ = [
+    "ADAPTER_FILE",
+    "chat_template_of",
+    "load_internvl3",
+    "load_qwen2_5_vl",
+    "read_adapter_options",
+    "write_adapter_options",
+]
 
 
 def chat_template_of(path: Path, tokenizer: Any, default: str) -> str:
@@ -109,3 +117,29 @@ def load_internvl3(path: Any, dtype: Any) -> tuple[Any, Any]:
         chat_template=chat_template_of(path, tokenizer, CHAT_TEMPLATE),
     )
     return model, processor
+
+
+# The adapter options a run used (prompt header, InternVL tiles, Qwen's double resize), written
+# beside the weights of every checkpoint and export so that evaluating the folder prompts and sizes
+# images as training did.
+ADAPTER_FILE = "grit_adapter.json"
+ADAPTER_OPTIONS = ("generation_header", "max_tiles", "double_resize")
+
+
+def write_adapter_options(folder: str | os.PathLike, options: dict[str, Any]) -> None:
+    """Record ``options`` (an adapter's :attr:`~grit_fast.models.ModelAdapter.options`) in ``folder``."""
+    (Path(folder) / ADAPTER_FILE).write_text(json.dumps(options, indent=2) + "\n", encoding="utf-8")
+
+
+def read_adapter_options(folder: str | os.PathLike) -> dict[str, Any]:
+    """The adapter options ``folder`` records; ``{}`` (the defaults) when it records none."""
+    path = Path(folder) / ADAPTER_FILE
+    if not path.is_file():
+        return {}
+    try:
+        options = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(options, dict) or set(options) - set(ADAPTER_OPTIONS):
+        raise ValueError(f"{path}: expected an object with keys among {list(ADAPTER_OPTIONS)}")
+    return options

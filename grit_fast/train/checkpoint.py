@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from grit_fast.models.loading import write_adapter_options
 from grit_fast.train.export import RELEASE_FILE
 
 logger = logging.getLogger(__name__)
@@ -79,12 +80,14 @@ def save_checkpoint(
     config: dict[str, Any],
     model_state: dict[str, Any] | None = None,
     release: dict[str, Any] | None = None,
+    adapter_options: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``checkpoint-<step>`` atomically (temporary directory, then rename); returns its path.
 
     ``model_state``: the full state dict to write instead of the model's own (FSDP gathers it).
     ``release``: what to record of the starting checkpoint (``release.json``: its dtype, for the
-    serving export)."""
+    serving export). ``adapter_options``: the run's adapter options (``grit_adapter.json``, read
+    back when the folder is evaluated or exported)."""
     root = Path(output_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{PREFIX}{step}"
@@ -103,6 +106,8 @@ def save_checkpoint(
         (tmp / "grit_config.json").write_text(json.dumps(config, indent=2, default=str))
         if release is not None:
             (tmp / RELEASE_FILE).write_text(json.dumps(release, indent=2))
+        if adapter_options is not None:
+            write_adapter_options(tmp, adapter_options)
         _fsync_dir(tmp)
         if final.exists():  # re-saving a step: move the old one aside first, then drop it
             old = root / f".old-{PREFIX}{step}-{os.getpid()}"

@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from grit_fast.models.loading import write_adapter_options
+
 logger = logging.getLogger(__name__)
 
 RELEASE_FILE = "release.json"
@@ -115,9 +117,11 @@ def export_model(
     out_dir: str | os.PathLike,
     dtype: torch.dtype,
     state_dict: dict[str, torch.Tensor] | None = None,
+    adapter_options: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` (or the full ``state_dict`` of it, as FSDP gathers it) with floating weights in
-    ``dtype``, and ``processor``, to ``out_dir``; atomically (a temporary folder, then a rename)."""
+    ``dtype``, ``processor`` and the run's ``adapter_options`` (``grit_adapter.json``) to ``out_dir``;
+    atomically (a temporary folder, then a rename)."""
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".tmp-{out.name}-{os.getpid()}"
@@ -130,6 +134,8 @@ def export_model(
         if processor is not None:
             processor.save_pretrained(tmp)
             _name_processor_class(tmp, _transformers_class_name(processor))
+        if adapter_options is not None:
+            write_adapter_options(tmp, adapter_options)
         if out.exists():
             old = out.parent / f".old-{out.name}-{os.getpid()}"
             os.replace(out, old)
@@ -172,6 +178,13 @@ def export_trainer(trainer: Any) -> Path | None:
     path = None
     if trainer.is_main:
         out = Path(trainer.config.output_dir) / "model"
-        path = export_model(trainer.model, trainer.processor, out, trainer.release_dtype, state)
+        path = export_model(
+            trainer.model,
+            trainer.processor,
+            out,
+            trainer.release_dtype,
+            state,
+            trainer.adapter.options,
+        )
     distributed.barrier()
     return path

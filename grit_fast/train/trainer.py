@@ -430,6 +430,7 @@ class GritTrainer:
                 cfg.to_dict(),
                 model_state,
                 release_info(self.release_dtype, cfg.model),
+                self.adapter.options,
             )
         distributed.barrier()
         return path

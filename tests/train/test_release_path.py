@@ -165,3 +165,52 @@ def test_the_run_starts_with_its_precision_and_memory_estimate(bf16_folder, data
     for part in ("weights", "gradients", "optimizer", "reference", "activations", "total"):
         assert part in line
     assert f"weights {4 * params / 2**30:.1f} GiB" in line
+
+
+def test_checkpoints_and_exports_carry_the_runs_adapter_options(
+    bf16_folder, data, tmp_path, monkeypatch
+):
+    """A run with the released code's prompt and resize options writes them beside its weights, and
+    evaluating or exporting the folder uses them (not the adapter's defaults)."""
+    from grit_fast.cli import main
+    from grit_fast.eval import evaluation
+    from grit_fast.models.loading import ADAPTER_FILE
+
+    options = {"generation_header": False, "max_tiles": 12, "double_resize": True}
+    run = trainer(
+        bf16_folder,
+        data,
+        tmp_path / "run",
+        max_steps=1,
+        generation_header=False,
+        qwen_double_resize=True,
+    )
+    run.train()
+    checkpoint = tmp_path / "run" / "checkpoint-1"
+    for folder in (checkpoint, tmp_path / "run" / "model"):
+        assert json.loads((folder / ADAPTER_FILE).read_text()) == options, folder
+    assert main(["export", str(checkpoint), "--out", str(tmp_path / "served")]) == 0
+    assert json.loads((tmp_path / "served" / ADAPTER_FILE).read_text()) == options
+
+    seen = {}
+
+    def capture(model, adapter, records, out_dir, opts):
+        seen["adapter"] = adapter
+        return {}
+
+    monkeypatch.setattr(evaluation, "evaluate_records", capture)
+    evaluation.evaluate(str(checkpoint), str(data), tmp_path / "eval")
+    assert seen["adapter"].options == options
+    assert not seen["adapter"].prompt_text("q").rstrip().endswith("assistant")
+
+
+def test_a_bad_adapter_file_names_itself(tmp_path):
+    from grit_fast.models.loading import ADAPTER_FILE, read_adapter_options
+
+    assert read_adapter_options(tmp_path) == {}
+    (tmp_path / ADAPTER_FILE).write_text('{"tiles": 3}')
+    with pytest.raises(ValueError, match=ADAPTER_FILE):
+        read_adapter_options(tmp_path)
+    (tmp_path / ADAPTER_FILE).write_text("{")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_adapter_options(tmp_path)
