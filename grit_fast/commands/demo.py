@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from grit_fast.demo.run import SIZES
+    from grit_fast.demo.settings import SIZES
 
     parser.add_argument("--out", default="grit_demo", help="output folder (default: grit_demo)")
     parser.add_argument(
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one demo setting (repeatable), e.g. --set rl_steps=20; see grit_fast.demo.run.DemoSize",
+        help="override one demo setting (repeatable), e.g. --set rl_steps=20; see grit_fast.demo.settings.DemoSettings",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, model and training")
     parser.add_argument(
@@ -37,10 +37,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from grit_fast.demo.run import SIZES, parse_settings, run_demo
+    from grit_fast.demo.run import run_demo
+    from grit_fast.demo.settings import SIZES
 
     try:
-        size = SIZES[args.size].with_overrides(parse_settings(args.settings))
+        size = SIZES[args.size].with_overrides(args.settings)
     except ValueError as exc:
         logger.error("%s", exc)
         return 2

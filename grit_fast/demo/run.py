@@ -30,131 +30,17 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grit_fast.demo.settings import SIZES, DemoSettings
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["SIZES", "DemoSize", "run_demo"]
+__all__ = ["SIZES", "DemoSettings", "run_demo"]
 
 
-def _may_be_zero(default: Any) -> Any:
-    """A :class:`DemoSize` field that may be 0 (every other one must be positive)."""
-    return dataclasses.field(default=default, metadata={"zero_ok": True})
-
-
-@dataclass(frozen=True)
-class DemoSize:
-    """Every knob of a demo run. ``SIZES["full"]`` is the default; ``"small"`` is a smoke test."""
-
-    # data
-    n_train: int = 8000  # distinct images are what teach a random vision tower (see build_model)
-    n_eval: int = 400
-    image_size: int = 112
-    object_min: float = 0.22  # shape sides as fractions of the image side
-    object_max: float = 0.4
-    max_distractors: int = _may_be_zero(2)
-    # model (text decoder; the vocabulary is always Qwen2.5's 151,665 tokens)
-    hidden_size: int = 64
-    num_layers: int = 4
-    tie_embeddings: int = _may_be_zero(0)
-    # x the vision merger's output layer at initialisation (see build_model)
-    merger_init: float = 1.0
-    # rotary base of the text decoder (Qwen's is 1e6; see build_model)
-    rope_theta: float = 10.0
-    # warm start (supervised; warm_negatives: sampled-softmax tokens, 0 = whole vocabulary)
-    warm_steps: int = 2000
-    warm_batch: int = 8
-    warm_lr: float = 1e-3
-    warm_negatives: int = _may_be_zero(2048)
-    # GRPO-GR
-    rl_steps: int = 30
-    batch_size: int = 4
-    num_generations: int = 4
-    lr: float = 3e-4
-    beta: float = _may_be_zero(0.01)
-    scale_rewards: int = _may_be_zero(
-        1
-    )  # 1: advantages divided by the group's reward std (GRIT); 0: not
-    temperature: float = 1.0
-    max_new_tokens: int = 96  # fits the longest correct trace (see longest_trace_tokens)
-    # report
-    eval_batch: int = 16
-    reliance: int = (
-        128  # held-out samples of the image-reliance check (grit_fast.eval.image_reliance)
-    )
-    gallery: int = 6
-    bootstrap: int = 2000
-
-    def with_overrides(self, values: Mapping[str, Any]) -> DemoSize:
-        """A copy with ``values`` applied; unknown keys name the known ones."""
-        known = {f.name: f.type for f in dataclasses.fields(self)}
-        zero_ok = {f.name: f.metadata.get("zero_ok", False) for f in dataclasses.fields(self)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown demo setting(s) {unknown}; known: {sorted(known)}")
-        out = {}
-        for key, value in values.items():
-            kind = float if known[key] == "float" else int
-            try:
-                out[key] = kind(value)
-            except (TypeError, ValueError):
-                raise ValueError(
-                    f"demo setting {key} must be {known[key]}, got {value!r}"
-                ) from None
-            if out[key] < 0 or (out[key] == 0 and not zero_ok[key]):
-                rule = ">= 0" if zero_ok[key] else "positive"
-                raise ValueError(f"demo setting {key} must be {rule}, got {value!r}")
-        size = dataclasses.replace(self, **out)
-        if min(size.reliance, size.n_eval) < 2:
-            raise ValueError(
-                "the image-reliance check pairs held-out samples: demo settings reliance and n_eval "
-                f"must both be >= 2, got reliance={size.reliance}, n_eval={size.n_eval}"
-            )
-        if size.image_size % 28:
-            raise ValueError(
-                f"demo setting image_size must be a multiple of 28 (Qwen2.5-VL's patch 14 x merge 2), "
-                f"got {size.image_size}"
-            )
-        return size
-
-
-SIZES: dict[str, DemoSize] = {
-    "full": DemoSize(),
-    "small": DemoSize(
-        n_train=6,
-        n_eval=4,
-        hidden_size=32,
-        num_layers=1,
-        warm_steps=2,
-        warm_batch=2,
-        warm_negatives=256,
-        rl_steps=2,
-        batch_size=1,
-        num_generations=2,
-        max_new_tokens=12,
-        eval_batch=4,
-        reliance=4,
-        gallery=2,
-        bootstrap=200,
-    ),
-}
-
-
-def parse_settings(items: Iterable[str]) -> dict[str, str]:
-    """``["rl_steps=10", "lr=1e-4"]`` -> ``{"rl_steps": "10", "lr": "1e-4"}``."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"demo setting {item!r} must look like key=value")
-        out[key.strip()] = value.strip()
-    return out
-
-
-def build_model(size: DemoSize, seed: int) -> tuple[Any, Any]:
+def build_model(size: DemoSettings, seed: int) -> tuple[Any, Any]:
     """The tiny random Qwen2.5-VL of ``size`` and its processor (images fixed at ``image_size``²).
 
     ``tie_embeddings=0`` gives the decoder its own output layer, as Qwen2.5-VL-7B has (the 3B ties
@@ -203,7 +89,7 @@ def build_model(size: DemoSize, seed: int) -> tuple[Any, Any]:
     return model.eval(), processor
 
 
-def data_spec(size: DemoSize) -> Any:
+def data_spec(size: DemoSettings) -> Any:
     """The :class:`grit_fast.data.synthetic.SyntheticSpec` of ``size``'s images and questions."""
     from grit_fast.data.synthetic import SyntheticSpec
 
@@ -227,7 +113,7 @@ def longest_trace_tokens(spec: Any, adapter: Any, tokenizer: Any) -> int:
     return 1 + max(len(ids) for ids in tokenizer(traces)["input_ids"])
 
 
-def trainer_config(size: DemoSize, out: Path, data: Path, seed: int) -> dict[str, Any]:
+def trainer_config(size: DemoSettings, out: Path, data: Path, seed: int) -> dict[str, Any]:
     """The GritConfig of the GRPO-GR phase (official preset; the rule judge is passed in)."""
     return {
         "model": "tiny:qwen2.5-vl",
@@ -251,14 +137,14 @@ def trainer_config(size: DemoSize, out: Path, data: Path, seed: int) -> dict[str
 
 def run_demo(
     out_dir: str | os.PathLike = "grit_demo",
-    size: str | DemoSize = "full",
+    size: str | DemoSettings = "full",
     seed: int = 0,
     threads: int | None = 2,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the demo into ``out_dir`` (see the module doc); returns the report (``metrics.json``).
 
-    ``size``: a name in :data:`SIZES` or a :class:`DemoSize`. ``threads``: torch's CPU thread count
+    ``size``: a name in :data:`SIZES` or a :class:`DemoSettings`. ``threads``: torch's CPU thread count
     (None leaves it alone); results are reproducible for a seed and thread count.
     """
     import torch

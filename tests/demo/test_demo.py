@@ -17,14 +17,12 @@ Image = pytest.importorskip("PIL.Image")
 from grit_fast.cli import main  # noqa: E402
 from grit_fast.demo.report import METRICS, bootstrap_report, summary_table  # noqa: E402
 from grit_fast.demo.run import (  # noqa: E402
-    SIZES,
-    DemoSize,
     build_model,
     data_spec,
     longest_trace_tokens,
-    parse_settings,
     trainer_config,
 )
+from grit_fast.demo.settings import SIZES, DemoSettings  # noqa: E402
 
 SMALL = SIZES["small"]
 
@@ -120,22 +118,28 @@ def test_same_seed_same_report(demo_dir, tmp_path):
 
 def test_bad_settings_name_the_key(capsys):
     with pytest.raises(ValueError, match="unknown demo setting"):
-        DemoSize().with_overrides({"rl_stepz": 3})
-    with pytest.raises(ValueError, match="lr must be float"):
-        DemoSize().with_overrides({"lr": "fast"})
+        DemoSettings().with_overrides({"rl_stepz": 3})
+    with pytest.raises(ValueError, match="unknown demo setting 'rl_stepz'"):
+        DemoSettings().with_overrides(["rl_stepz=3"])
+    with pytest.raises(ValueError, match="lr must be a number"):
+        DemoSettings().with_overrides(["lr=fast"])
+    with pytest.raises(ValueError, match="rl_steps must be an integer"):
+        DemoSettings().with_overrides(["rl_steps=2.5"])
     with pytest.raises(ValueError, match="key=value"):
-        parse_settings(["rl_steps"])
+        DemoSettings().with_overrides(["rl_steps"])
     assert main(["demo", "--set", "nope=1"]) == 2
-    assert DemoSize().with_overrides({"warm_negatives": "0"}).warm_negatives == 0
+    # key=value strings are parsed as YAML scalars, as grit-fast train --set parses them
+    parsed = DemoSettings().with_overrides(["lr=1e-4", "warm_negatives=0", "rl_steps=5"])
+    assert (parsed.lr, parsed.warm_negatives, parsed.rl_steps) == (1e-4, 0, 5)
     with pytest.raises(ValueError, match="warm_negatives must be >= 0"):
-        DemoSize().with_overrides({"warm_negatives": -1})
-    assert DemoSize().with_overrides({"beta": "0", "scale_rewards": "0"}).beta == 0.0
+        DemoSettings().with_overrides({"warm_negatives": -1})
+    assert DemoSettings().with_overrides({"beta": 0, "scale_rewards": 0}).beta == 0.0
     with pytest.raises(ValueError, match="rl_steps must be positive"):
-        DemoSize().with_overrides({"rl_steps": "0"})
+        DemoSettings().with_overrides({"rl_steps": 0})
     with pytest.raises(ValueError, match="reliance=1, n_eval=400"):
-        DemoSize().with_overrides({"reliance": 1})
+        DemoSettings().with_overrides({"reliance": 1})
     with pytest.raises(ValueError, match="reliance=128, n_eval=1"):
-        DemoSize().with_overrides({"n_eval": 1})
+        DemoSettings().with_overrides({"n_eval": 1})
 
 
 def test_scale_rewards_reaches_the_trainer_config(tmp_path):
@@ -144,10 +148,10 @@ def test_scale_rewards_reaches_the_trainer_config(tmp_path):
     def config(size):
         return GritConfig.from_dict(trainer_config(size, tmp_path, tmp_path / "d.jsonl", 0))
 
-    assert config(DemoSize()).scale_rewards is True
-    assert config(DemoSize().with_overrides({"scale_rewards": "0"})).scale_rewards is False
+    assert config(DemoSettings()).scale_rewards is True
+    assert config(DemoSettings().with_overrides(["scale_rewards=0"])).scale_rewards is False
     with pytest.raises(ValueError, match="scale_rewards must be >= 0"):
-        DemoSize().with_overrides({"scale_rewards": -1})
+        DemoSettings().with_overrides({"scale_rewards": -1})
 
 
 def test_full_generation_budget_fits_the_longest_correct_trace():
@@ -162,9 +166,9 @@ def test_full_generation_budget_fits_the_longest_correct_trace():
 
 
 def test_rope_theta_reaches_the_text_decoder():
-    size = DemoSize(hidden_size=32, num_layers=1, image_size=56)
+    size = DemoSettings(hidden_size=32, num_layers=1, image_size=56)
     assert size.rope_theta == 10.0
-    qwen, _ = build_model(size.with_overrides({"rope_theta": "1e6"}), seed=0)
+    qwen, _ = build_model(size.with_overrides({"rope_theta": 1e6}), seed=0)
     ten, _ = build_model(size, seed=0)
     head = 32 // 4
     for model, theta in ((qwen, 1e6), (ten, 10.0)):
@@ -173,7 +177,7 @@ def test_rope_theta_reaches_the_text_decoder():
 
 
 def test_merger_init_scales_only_the_image_token_output_layer():
-    size = DemoSize(hidden_size=32, num_layers=1, image_size=56)
+    size = DemoSettings(hidden_size=32, num_layers=1, image_size=56)
     assert size.merger_init == 1.0  # the default init
     plain, _ = build_model(size, seed=0)
     small, _ = build_model(size.with_overrides({"merger_init": 0.02}), seed=0)
@@ -192,7 +196,7 @@ def test_sft_loss_is_cross_entropy_of_completion_tokens_only():
     from grit_fast.models import adapter_for
     from grit_fast.models.forward import completion_batch
 
-    size = DemoSize(hidden_size=32, image_size=56)
+    size = DemoSettings(hidden_size=32, image_size=56)
     model, processor = build_model(size, seed=0)
     adapter = adapter_for(model, processor, 56 * 56, 56 * 56)
     images = [Image.new("RGB", (56, 56), (200, 30, 30)), Image.new("RGB", (56, 56), (20, 30, 230))]
