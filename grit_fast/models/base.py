@@ -28,6 +28,10 @@ def grit_user_text(question: str) -> str:
     return "\nQuestion: " + question + GRIT_SUFFIX
 
 
+# The keyword options of every adapter (and the keys of grit_adapter.json).
+ADAPTER_OPTIONS = ("generation_header", "max_tiles", "double_resize")
+
+
 class ModelAdapter:
     """Base class: a model family's processor and conventions. Subclasses set the class attributes.
 
@@ -70,11 +74,7 @@ class ModelAdapter:
     @property
     def options(self) -> dict[str, Any]:
         """The keyword options this adapter was built with (what ``grit_adapter.json`` records)."""
-        return {
-            "generation_header": self.generation_header,
-            "max_tiles": self.max_tiles,
-            "double_resize": self.double_resize,
-        }
+        return {name: getattr(self, name) for name in ADAPTER_OPTIONS}
 
     # ----- models of the family
     @classmethod

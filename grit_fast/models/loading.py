@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from grit_fast.models.base import ADAPTER_OPTIONS
+
 __all__ = [
     "ADAPTER_FILE",
     "chat_template_of",
@@ -123,7 +125,6 @@ def load_internvl3(path: Any, dtype: Any) -> tuple[Any, Any]:
 # beside the weights of every checkpoint and export so that evaluating the folder prompts and sizes
 # images as training did.
 ADAPTER_FILE = "grit_adapter.json"
-ADAPTER_OPTIONS = ("generation_header", "max_tiles", "double_resize")
 
 
 def write_adapter_options(folder: str | os.PathLike, options: dict[str, Any]) -> None:
