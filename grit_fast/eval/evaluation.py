@@ -218,9 +218,9 @@ def evaluate(
         preset=preset,
         image_root=image_root,
     )
-    # a folder grit_fast wrote records how its run prompted and sized images (grit_adapter.json)
-    folder = from_dir and not str(model_path).startswith("tiny:")
-    adapter_options = read_adapter_options(model_path) if folder else {}
+    # a folder grit_fast wrote records how its run prompted and sized images (grit_adapter.json);
+    # a release folder or a tiny: name records none
+    adapter_options = read_adapter_options(model_path) if from_dir else {}
     adapter = adapter_for(model, processor, **adapter_options)
     return evaluate_records(model, adapter, records, out_dir, options)
 
