@@ -68,7 +68,8 @@ class SyntheticSpec:
     ``image_size``: ``(W, H)`` for every image, or ``((w_min, w_max), (h_min, h_max))`` drawn per image
     (inclusive). The default 112 x 112 is a 4 x 4 grid of Qwen2.5-VL image tokens (16 tokens). ``tasks``:
     subset of :data:`TASKS`, alternated per sample. ``object_size``: side of a shape's box as a fraction
-    of ``min(W, H)``. ``max_count``: count answers are uniform in ``0..max_count``. ``distractors``:
+    of ``min(W, H)``. ``min_count``, ``max_count``: count answers are uniform in ``min_count..max_count``
+    (``min_count=max_count=1`` asks only for shapes that are there once). ``distractors``:
     inclusive range of extra shapes that the question is not about. ``max_overlap``: the most any two
     boxes may share, as a fraction of the smaller one's area.
     """
@@ -80,6 +81,7 @@ class SyntheticSpec:
     relations: tuple[str, ...] = RELATIONS
     object_size: tuple[float, float] = (0.14, 0.28)
     max_count: int = 4
+    min_count: int = 0
     distractors: tuple[int, int] = (1, 3)
     max_overlap: float = 0.2
 
@@ -96,8 +98,10 @@ class SyntheticSpec:
         lo, hi = self.object_size
         if not 0.05 <= lo <= hi <= 0.5:
             raise ValueError(f"object_size must be 0.05 <= lo <= hi <= 0.5, got {self.object_size}")
-        if not 0 <= self.max_count <= 6:
-            raise ValueError(f"max_count must be in 0..6, got {self.max_count}")
+        if not 0 <= self.min_count <= self.max_count <= 6:
+            raise ValueError(
+                f"counts must be 0 <= min_count <= max_count <= 6, got {self.min_count}..{self.max_count}"
+            )
         if not 0 <= self.distractors[0] <= self.distractors[1] <= 6:
             raise ValueError(f"distractors must be 0 <= lo <= hi <= 6, got {self.distractors}")
         if not 0 <= self.max_overlap < 1:
@@ -201,7 +205,7 @@ def _parts(rng, spec, task) -> dict[str, Any]:
         shape = spec.shapes[int(rng.integers(len(spec.shapes)))]
         return {
             "target": {"color": color, "shape": shape},
-            "count": int(rng.integers(spec.max_count + 1)),
+            "count": int(rng.integers(spec.min_count, spec.max_count + 1)),
         }
     subject = _pick_other(rng, spec, set())
     obj = _pick_other(rng, spec, {subject})
@@ -260,7 +264,7 @@ def _answer(task: str, objects: list[dict], parts: dict[str, Any]) -> tuple[str,
     if task == "count":
         t = parts["target"]
         boxes = [o["box"] for o in objects if (o["color"], o["shape"]) == (t["color"], t["shape"])]
-        return str(len(boxes)), boxes
+        return str(len(boxes)), sorted(boxes)  # left to right: a trace has one right order
     find = {(o["color"], o["shape"]): o["box"] for o in objects}
     a = find[parts["subject"]["color"], parts["subject"]["shape"]]
     b = find[parts["object"]["color"], parts["object"]["shape"]]

@@ -113,7 +113,18 @@ def test_count_answers_are_right(data):
             o["box"] for o in r.extra["objects"] if (o["color"], o["shape"]) == tuple(t.values())
         ]
         assert int(r.answer) == len(hits) == len(r.bboxs) and 0 <= int(r.answer) <= 4
-        assert sorted(hits) == sorted(r.bboxs)
+        # listed left to right (then top to bottom), so a trace has one right order
+        assert sorted(hits) == r.bboxs
+
+
+def test_min_count_bounds_the_count_answers():
+    spec = SyntheticSpec(tasks=("count",), min_count=1, max_count=1, distractors=(0, 2))
+    rng = np.random.default_rng(3)
+    drawn = [make_sample(rng, spec)[1] for _ in range(40)]
+    assert {(r["answer"], len(r["bboxs"])) for r in drawn} == {("1", 1)}
+    spread = SyntheticSpec(tasks=("count",), min_count=2, max_count=3)
+    answers = {make_sample(rng, spread)[1]["answer"] for _ in range(40)}
+    assert answers == {"2", "3"}
 
 
 def test_spatial_answers_are_right(data):
@@ -317,6 +328,8 @@ def test_generic_record_gets_a_trace_with_its_boxes(style):
         ({"colors": ("red", "pink")}, "colors"),
         ({"object_size": (0.3, 0.2)}, "object_size"),
         ({"max_overlap": 1.0}, "max_overlap"),
+        ({"min_count": 3, "max_count": 2}, "min_count"),
+        ({"min_count": -1}, "min_count"),
     ],
 )
 def test_spec_errors_name_the_setting(kwargs, message):
