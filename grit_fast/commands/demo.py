@@ -1,7 +1,8 @@
 """``grit-fast demo [--out DIR] [--size small|full] [--set KEY=VALUE …] [--seed S]``.
 
-Makes synthetic data, warm-starts a tiny Qwen2.5-VL, evaluates it, trains it with GRPO-GR, evaluates
-again and writes the report (see :mod:`grit_fast.demo.run`). Nothing is downloaded.
+Makes synthetic data, teaches a tiny InternVL3 to point at shapes (base stage), warm-starts it on GRIT
+traces, evaluates it, trains it with GRPO-GR, evaluates again and writes the report (see
+:mod:`grit_fast.demo.run`). Nothing is downloaded.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ the same samples for both models, so the interval of a difference is narrower th
 ``beats`` is true when the difference's lower bound is above 0; ``intervals_disjoint`` when the
 GRPO-GR interval lies wholly above the warm-start interval (the stricter reading).
 
+The base stage's model is reported on its own held-out set (counting questions whose shape is
+there once) by :func:`stage_report`: the same metrics, each with its interval, under ``base_stage``.
+
 When the report carries ``image_reliance`` (:mod:`grit_fast.eval.image_reliance`, both models), the
 summary adds its gaps: how many nats per token the held-out traces' boxes, answers and other text
 are worth from the sample's own image. Zero means those tokens ignore the image.
@@ -40,7 +43,14 @@ import numpy as np
 
 from grit_fast.eval.metrics import FORMAT_KEYS
 
-__all__ = ["METRICS", "bootstrap_report", "other_image_iou", "summary_table", "write_report"]
+__all__ = [
+    "METRICS",
+    "bootstrap_report",
+    "other_image_iou",
+    "stage_report",
+    "summary_table",
+    "write_report",
+]
 
 # name -> (label, scale, digits)
 METRICS: dict[str, tuple[str, float, int]] = {
@@ -145,6 +155,27 @@ def bootstrap_report(
     return out
 
 
+def stage_report(
+    records: Sequence[Mapping[str, Any]], resamples: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """One model's held-out metrics (:data:`METRICS`), each with its 95 % bootstrap interval: the
+    report of a stage that has no other model to compare with on its held-out set."""
+    if not records:
+        raise ValueError("need a non-empty held-out set")
+    values = per_sample(records)
+    n = len(records)
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    out: dict[str, Any] = {"n": n, "resamples": resamples, "interval": "95% percentile bootstrap"}
+    for name, (_, scale, _) in METRICS.items():
+        point = float(_nanmean_rows(values[name], np.arange(n)[None, :])[0])
+        out[name] = {
+            "n": int(np.sum(~np.isnan(values[name]))),
+            "mean": point * scale,
+            "ci95": _interval(_nanmean_rows(values[name], idx), scale),
+        }
+    return out
+
+
 def _cell(entry: Mapping[str, Any], digits: int, sign: bool = False) -> str:
     lo, hi = entry["ci95"]
     fmt = f"{{:{'+' if sign else ''}.{digits}f}}"
@@ -169,6 +200,17 @@ def summary_table(report: Mapping[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    base = report.get("base_stage")
+    if base:
+        cells = ", ".join(
+            f"{label} {_cell(base[name], digits, sign=name == 'own_minus_other_iou')}"
+            for name, (label, _, digits) in METRICS.items()
+            if name in ("grounding_iou", "other_image_iou", "own_minus_other_iou")
+        )
+        lines.append(
+            f"base stage (held-out counting questions whose shape is there once, n={base['n']}): "
+            + cells
+        )
     seconds = report.get("seconds", {})
     reliance = report.get("image_reliance")
     if reliance and "warmstart" in reliance and "grpo" in reliance:
@@ -283,26 +325,29 @@ def write_report(
     warm_predictions: str | os.PathLike,
     grpo_predictions: str | os.PathLike,
     image_root: str | os.PathLike,
-    sft_losses: Sequence[float],
+    losses: Mapping[str, Sequence[float]],
     info: Mapping[str, Any],
+    base_predictions: str | os.PathLike | None = None,
     gallery: int = 6,
     bootstrap: int = 2000,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Write ``metrics.json``, ``curves.png``, ``gallery.png``, ``gallery/``, ``summary.txt``."""
+    """Write ``metrics.json``, ``curves.png``, ``gallery.png``, ``gallery/``, ``summary.txt``.
+
+    ``losses``: each supervised stage's loss per step (``warm_start``, ``base_stage``), summarised as
+    ``<stage>_loss``. ``base_predictions``: the base stage's held-out predictions, reported under
+    ``base_stage`` (:func:`stage_report`)."""
     from grit_fast.viz.curves import plot_curves
     from grit_fast.viz.samples import render_gallery
 
     warm, grpo = _read(warm_predictions), _read(grpo_predictions)
-    report: dict[str, Any] = {
-        "held_out": bootstrap_report(warm, grpo, bootstrap, seed=int(info.get("seed", 0))),
-        "warm_start_loss": {
-            "first": sft_losses[0],
-            "last": sft_losses[-1],
-            "steps": len(sft_losses),
-        },
-        **info,
-    }
+    seed = int(info.get("seed", 0))
+    report: dict[str, Any] = {"held_out": bootstrap_report(warm, grpo, bootstrap, seed=seed)}
+    if base_predictions is not None:
+        report["base_stage"] = stage_report(_read(base_predictions), bootstrap, seed=seed)
+    for stage, values in losses.items():
+        report[f"{stage}_loss"] = {"first": values[0], "last": values[-1], "steps": len(values)}
+    report.update(info)
     plot_curves(out / "metrics.jsonl", out / "curves.png", title="GRPO-GR on synthetic shapes")
     gallery_png(warm, grpo, image_root, out / "gallery.png", gallery)
     factor = max(1, 224 // max(int(r.get("width") or 1) for r in grpo))

@@ -1,26 +1,36 @@
-"""``grit-fast demo``: teach a tiny Qwen2.5-VL grounded reasoning on a CPU, and show what changed.
+"""``grit-fast demo``: teach a tiny InternVL3 grounded reasoning on a CPU, and show what changed.
 
 The whole mission with nothing to download, top to bottom:
 
 1. data        - synthetic images of coloured shapes with counting (``tallyqa``) and spatial
-                 (``vsr``) questions (:mod:`grit_fast.data.synthetic`), train and held-out splits;
-2. warm start  - a short supervised phase on grounded traces (:mod:`grit_fast.demo.warmstart`), the
-                 paper's few-shot fine-tuning baseline, for a tiny random Qwen2.5-VL with the real
-                 vocabulary;
-3. evaluate    - the warm-started model on the held-out split, greedy (:func:`grit_fast.eval.evaluation`),
-                 and how much its held-out traces rely on the image
+                 (``vsr``) questions (:mod:`grit_fast.data.synthetic`), train and held-out splits; and
+                 the base stage's own: counting questions whose shape is in the image exactly once;
+2. base stage  - a tiny random InternVL3 with the real vocabulary learns to see and point: supervised
+                 on the base-stage data, asked and answered exactly as GRIT asks (GRIT's prompt, a
+                 one-box trace), as real VLMs learn grounding in pre-training before GRIT uses it;
+3. warm start  - supervised on GRIT traces (:mod:`grit_fast.demo.warmstart`), the paper's few-shot
+                 fine-tuning baseline, with a share of base-stage examples kept in so the skill stays;
+4. evaluate    - each stage's model on its held-out split, greedy (:func:`grit_fast.eval.evaluation`),
+                 and how much the warm start's held-out traces rely on the image
                  (:func:`grit_fast.image_reliance.image_reliance`, ``reliance`` samples);
-4. GRPO-GR     - :class:`grit_fast.train.trainer.GritTrainer`, the code path of ``grit-fast train``, with
-                 the ``official`` reward preset and the rule judge, on the train split;
-5. evaluate    - the GRPO-GR model on the same held-out split, and its image reliance;
-6. report      - ``metrics.json`` (both models and their differences, 95 % bootstrap intervals),
-                 ``metrics.jsonl`` (training curve), ``curves.png``, ``gallery.png`` and per-sample
-                 pictures with ``index.html`` (:mod:`grit_fast.demo.report`); a summary table.
+5. GRPO-GR     - :class:`grit_fast.train.trainer.GritTrainer`, the code path of ``grit-fast train``, with
+                 the ``official`` reward preset and the rule judge, on the GRIT train split;
+6. evaluate    - the GRPO-GR model on the same held-out split, and its image reliance;
+7. report      - ``metrics.json`` (each stage, both GRIT models and their differences, 95 % bootstrap
+                 intervals), ``metrics.jsonl`` (training curve), ``curves.png``, ``gallery.png`` and
+                 per-sample pictures with ``index.html`` (:mod:`grit_fast.demo.report`); a summary table.
 
-Output folder layout: ``data/`` (JSONL + PNGs), ``eval_warmstart/`` and ``eval_grpo/``
-(``predictions.jsonl``, ``metrics.json`` of :func:`grit_fast.eval.evaluation`), ``gallery/``
-(``samples/*.png``, ``index.html``), ``checkpoint-<steps>/`` (the GRPO-GR model), and the report
-files above. Everything is deterministic for a seed and a thread count on one machine.
+Why InternVL3 and why a base stage: docs/demo.md has the runs. In short, at these sizes the tiny
+InternVL3's vision tower (an absolute position embedding on its patches) learns where a shape is
+through GRIT's long prompt and the tiny Qwen2.5-VL's (rotary positions only) does not; and a model
+that learns GRIT's multi-box traces from scratch writes boxes that follow the question, not the
+image, while one that first learns one-box counting traces carries the skill into them.
+
+Output folder layout: ``data/`` (JSONL + PNGs; ``data/base/`` the base stage's), ``eval_base/``,
+``eval_warmstart/`` and ``eval_grpo/`` (``predictions.jsonl``, ``metrics.json`` of
+:func:`grit_fast.eval.evaluation`), ``gallery/`` (``samples/*.png``, ``index.html``),
+``checkpoint-<steps>/`` (the GRPO-GR model), and the report files above. Everything is deterministic
+for a seed and a thread count on one machine.
 """
 
 from __future__ import annotations
@@ -41,49 +51,40 @@ __all__ = ["SIZES", "DemoSettings", "run_demo"]
 
 
 def build_model(size: DemoSettings, seed: int) -> tuple[Any, Any]:
-    """The tiny random Qwen2.5-VL of ``size`` and its processor (images fixed at ``image_size``²).
+    """The tiny random InternVL3 of ``size`` and its processor (each image one ``image_size`` tile).
+
+    The vision tower is InternViT at 32 wide and 2 deep with its absolute position embedding, the
+    projector InternVL's, the text decoder Qwen2 with ``hidden_size`` and ``num_layers``; 112 px is a
+    4 x 4 grid of image tokens after the pixel shuffle.
 
     ``tie_embeddings=0`` gives the decoder its own output layer, as Qwen2.5-VL-7B has (the 3B ties
-    them): with tied weights a 2-layer model's residual stream first predicts its input token again,
+    them): with tied weights a small model's residual stream first predicts its input token again,
     and unlearning that costs many warm-start steps.
 
-    The vision tower is random, so the warm start must teach it to see. On 600 images seen 21 times
-    each (1,600 steps of 8 at lr 6e-3, merger_init 0.02) the image reliance of correct held-out
-    traces (:mod:`grit_fast.eval.image_reliance`) is 0.000 nats per token in every class: the model
-    ignores the image. On 8,000 images seen twice (the defaults) the reasoning's counts depend on the
-    image. README names the runs.
-
-    ``merger_init`` scales the vision merger's output layer (the image tokens' embeddings) at
-    initialisation (1 = the default init). With the old 200-step warm start at lr 6e-3 the image
-    tokens' embeddings grew to ~65x the text embeddings' scale and 0.02 was better; at lr 1e-3 the
-    default init is used.
-
-    ``rope_theta`` is the text decoder's rotary base. Qwen's 1e6 suits 32k-token contexts; with this
-    model's 16-wide heads it turns a 4 x 4 grid of image tokens by at most 0.003 radians in the
-    M-RoPE height and width sections, so attention can hardly tell the image tokens' places apart.
-    At 10, the default here, the slowest of those sections turns 0.13 radians a token.
+    ``rope_theta`` is the text decoder's rotary base. Qwen2.5's 1e6 suits 32k-token contexts; with
+    this model's 16-wide heads it turns neighbouring tokens by at most 0.003 radians in the slowest
+    sections, so attention can hardly tell nearby positions apart. At 10, the default here, the
+    slowest turns 0.13 radians a token (rope base 1e4 grounds worse: docs/demo.md).
     """
     import torch
-    from transformers import Qwen2_5_VLForConditionalGeneration
+    from transformers import InternVLForConditionalGeneration
 
-    from grit_fast.models.qwen2_5_vl import build_processor
-    from grit_fast.models.tiny import tiny_qwen2_5_vl_config
+    from grit_fast.models.internvl import build_processor
+    from grit_fast.models.tiny import tiny_internvl3_config
 
-    pixels = size.image_size**2
-    processor = build_processor(min_pixels=pixels, max_pixels=pixels)
-    config = tiny_qwen2_5_vl_config(size.hidden_size, size.num_layers)
+    config = tiny_internvl3_config(size.hidden_size, size.num_layers, size.image_size)
     config.text_config.rope_parameters["rope_theta"] = size.rope_theta
     tie = bool(size.tie_embeddings)
     config.tie_word_embeddings = config.text_config.tie_word_embeddings = tie
+    processor = build_processor(
+        image_size=size.image_size, image_seq_length=config.image_seq_length
+    )
     state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     try:
-        model = Qwen2_5_VLForConditionalGeneration(config)
+        model = InternVLForConditionalGeneration(config)
     finally:
         torch.random.set_rng_state(state)
-    with torch.no_grad():
-        for param in model.model.visual.merger.mlp[-1].parameters():
-            param.mul_(size.merger_init)
     model.generation_config.pad_token_id = processor.tokenizer.pad_token_id
     model.generation_config.eos_token_id = [151645, 151643]
     return model.eval(), processor
@@ -100,12 +101,22 @@ def data_spec(size: DemoSettings) -> Any:
     )
 
 
+def base_spec(size: DemoSettings) -> Any:
+    """The base stage's questions: ``data_spec``'s counting questions whose shape is there once."""
+    return dataclasses.replace(data_spec(size), tasks=("count",), min_count=1, max_count=1)
+
+
+# the base stage's data are drawn with the demo's seed plus this, apart from the GRIT data's
+BASE_SEED_OFFSET = 1_000_003
+
+
 def longest_trace_tokens(spec: Any, adapter: Any, tokenizer: Any) -> int:
     """Tokens of the longest correct trace ``spec`` can ask for, the end-of-turn token included.
 
     ``max_new_tokens`` below this can cut the traces of the most boxes before their answer, and such
-    samples cannot score in training or evaluation. At 112 px four boxes of three-digit coordinates
-    make 94 tokens; the demo's four-box training traces take 73 to 81, plus the end of turn.
+    samples cannot score in training or evaluation. InternVL writes boxes in 0-1000: at 112 px four
+    boxes at the far corner make 101 tokens; the demo's four-box training traces take 89 to 94,
+    plus the end of turn.
     """
     from grit_fast.data.synthetic import longest_traces
 
@@ -113,10 +124,21 @@ def longest_trace_tokens(spec: Any, adapter: Any, tokenizer: Any) -> int:
     return 1 + max(len(ids) for ids in tokenizer(traces)["input_ids"])
 
 
+def warm_start_records(train: list[Any], base: list[Any], mix: float) -> list[Any]:
+    """The warm start's examples: every GRIT ``train`` record plus base-stage records making up a
+    ``mix`` share of the whole (as many as ``base`` has). Batches draw from them in a seeded random
+    order, so each batch holds about that share; without it, the trace warm start forgets the base
+    stage's grounding (docs/demo.md)."""
+    if not 0 <= mix < 1:
+        raise ValueError(f"the base-stage share of the warm start must be in [0, 1), got {mix}")
+    kept = min(len(base), round(len(train) * mix / (1 - mix)))
+    return list(train) + list(base[:kept])
+
+
 def trainer_config(size: DemoSettings, out: Path, data: Path, seed: int) -> dict[str, Any]:
     """The GritConfig of the GRPO-GR phase (official preset; the rule judge is passed in)."""
     return {
-        "model": "tiny:qwen2.5-vl",
+        "model": "tiny:internvl3",
         "data": str(data),
         "output_dir": str(out),
         "reward_preset": "official",
@@ -129,8 +151,6 @@ def trainer_config(size: DemoSettings, out: Path, data: Path, seed: int) -> dict
         "scale_rewards": bool(size.scale_rewards),
         "temperature": size.temperature,
         "max_new_tokens": size.max_new_tokens,
-        "min_pixels": size.image_size**2,
-        "max_pixels": size.image_size**2,
         "seed": seed,
     }
 
@@ -150,6 +170,7 @@ def run_demo(
     import torch
 
     from grit_fast.data import load_grit_jsonl
+    from grit_fast.data.synthetic import grounded_trace, make_dataset
     from grit_fast.demo.report import write_report
     from grit_fast.demo.warmstart import WarmStartSettings, warm_start
     from grit_fast.eval.evaluation import evaluate
@@ -170,19 +191,23 @@ def run_demo(
     clock: dict[str, float] = {}
     start = time.perf_counter()
 
-    from grit_fast.data.synthetic import grounded_trace, make_dataset
-
     t0 = time.perf_counter()
     spec = data_spec(size)
     paths = make_dataset(
         out / "data", n_train=size.n_train, n_eval=size.n_eval, seed=seed, spec=spec
     )
-    train = load_grit_jsonl(paths["train"])
+    base_paths = make_dataset(
+        out / "data" / "base",
+        n_train=size.n_base,
+        n_eval=size.base_eval,
+        seed=seed + BASE_SEED_OFFSET,
+        spec=base_spec(size),
+    )
+    train, base_train = load_grit_jsonl(paths["train"]), load_grit_jsonl(base_paths["train"])
     clock["data"] = time.perf_counter() - t0
 
-    pixels = size.image_size**2
     model, processor = build_model(size, seed)
-    adapter = adapter_for(model, processor, pixels, pixels)
+    adapter = adapter_for(model, processor)
     need = longest_trace_tokens(spec, adapter, processor.tokenizer)
     if size.max_new_tokens < need:
         logger.warning(
@@ -191,31 +216,31 @@ def run_demo(
             size.max_new_tokens,
             need,
         )
-    t0 = time.perf_counter()
-    settings = WarmStartSettings(
-        steps=size.warm_steps,
-        batch_size=size.warm_batch,
-        lr=size.warm_lr,
-        warmup=max(1, size.warm_steps // 10),
-        seed=seed,
-        negatives=size.warm_negatives,
-    )
 
     def trace(record: Any) -> str:
         return grounded_trace(record, to_model_frame=adapter, style="short")
 
-    sft_losses = warm_start(model, adapter, train, trace, settings, progress)
-    clock["warm_start"] = time.perf_counter() - t0
+    def supervised(name: str, records: list[Any], steps: int, seed_offset: int) -> list[float]:
+        t = time.perf_counter()
+        settings = WarmStartSettings(
+            steps=steps,
+            batch_size=size.warm_batch,
+            lr=size.warm_lr,
+            warmup=min(20, steps),
+            seed=seed + seed_offset,
+            negatives=size.warm_negatives,
+        )
+        losses = warm_start(model, adapter, records, trace, settings, progress, desc=name)
+        clock[name.replace(" ", "_")] = time.perf_counter() - t
+        return losses
 
     judge = RuleJudge()
-    probe = load_grit_jsonl(paths["eval"])[: size.reliance]
-    reliance: dict[str, Any] = {"n": len(probe)}
 
-    def held_out(name: str) -> Path:
+    def evaluated(name: str, data: Path) -> Path:
         t = time.perf_counter()
         evaluate(
             model,
-            paths["eval"],
+            data,
             out / name,
             processor=processor,
             judge=judge,
@@ -224,13 +249,28 @@ def run_demo(
             resume=False,
         )
         clock[name] = time.perf_counter() - t
+        return out / name / "predictions.jsonl"
+
+    losses: dict[str, list[float]] = {}
+    base_predictions = None
+    if size.base_steps:
+        losses["base_stage"] = supervised("base stage", base_train, size.base_steps, 0)
+        base_predictions = evaluated("eval_base", base_paths["eval"])
+    mixed = warm_start_records(train, base_train, size.base_mix)
+    losses["warm_start"] = supervised("warm start", mixed, size.warm_steps, 2)
+
+    probe = load_grit_jsonl(paths["eval"])[: size.reliance]
+    reliance: dict[str, Any] = {"n": len(probe)}
+
+    def held_out(name: str) -> Path:
+        predictions = evaluated(name, paths["eval"])
         t = time.perf_counter()
         # the data alternate tasks: offset 2 pairs each question with an image of its own task
         reliance[name.removeprefix("eval_")] = image_reliance(
             model, adapter, probe, trace, batch_size=size.eval_batch, offset=2
         )
         clock["image_reliance"] = clock.get("image_reliance", 0.0) + time.perf_counter() - t
-        return out / name / "predictions.jsonl"
+        return predictions
 
     warm_predictions = held_out("eval_warmstart")
 
@@ -248,10 +288,12 @@ def run_demo(
         warm_predictions,
         grpo_predictions,
         image_root=paths["eval"].parent,
-        sft_losses=sft_losses,
+        losses=losses,
+        base_predictions=base_predictions,
         info={
             "seed": seed,
             "threads": torch.get_num_threads(),
+            "model": "tiny InternVL3 (see grit_fast.demo.run.build_model)",
             "size": dataclasses.asdict(size),
             "grpo_config": config,
             "image_reliance": reliance,
@@ -265,6 +307,7 @@ def run_demo(
 
 _OURS = (
     "data",
+    "eval_base",
     "eval_warmstart",
     "eval_grpo",
     "gallery",

@@ -24,25 +24,30 @@ class DemoSettings:
     """Every knob of a demo run. ``SIZES["full"]`` is the default; ``"small"`` is a smoke test."""
 
     # data
-    n_train: int = 8000  # distinct images are what teach a random vision tower (see build_model)
+    n_train: int = 4000  # GRIT-task images (counting and spatial questions, alternating)
+    n_base: int = 4000  # base-stage images: counting questions whose shape is there exactly once
     n_eval: int = 400
+    base_eval: int = 64  # held-out base-stage samples
     image_size: int = 112
     object_min: float = 0.22  # shape sides as fractions of the image side
     object_max: float = 0.4
     max_distractors: int = _may_be_zero(2)
-    # model (text decoder; the vocabulary is always Qwen2.5's 151,665 tokens)
+    # model: a tiny InternVL3 (vision tower 32 wide, 2 deep); the text decoder's width and depth here
+    # (the vocabulary is always Qwen2.5's 151,665 tokens plus InternVL's image tokens)
     hidden_size: int = 64
     num_layers: int = 4
     tie_embeddings: int = _may_be_zero(0)
-    # x the vision merger's output layer at initialisation (see build_model)
-    merger_init: float = 1.0
-    # rotary base of the text decoder (Qwen's is 1e6; see build_model)
+    # rotary base of the text decoder (Qwen2.5's is 1e6; see build_model)
     rope_theta: float = 10.0
-    # warm start (supervised; warm_negatives: sampled-softmax tokens, 0 = whole vocabulary)
-    warm_steps: int = 2000
-    warm_batch: int = 8
+    # supervised stages, both with batches of warm_batch at warm_lr (warm_negatives: sampled-softmax
+    # tokens, 0 = whole vocabulary): base_steps on the base-stage data, then warm_steps on GRIT traces
+    # with a base_mix share of base-stage examples kept in (see grit_fast.demo.run)
+    base_steps: int = _may_be_zero(1500)
+    warm_steps: int = 300
+    base_mix: float = _may_be_zero(0.5)
+    warm_batch: int = 16
     warm_lr: float = 1e-3
-    warm_negatives: int = _may_be_zero(2048)
+    warm_negatives: int = _may_be_zero(1024)
     # GRPO-GR
     rl_steps: int = 30
     batch_size: int = 4
@@ -52,7 +57,7 @@ class DemoSettings:
     # 1: advantages divided by the group's reward std (GRIT); 0: not
     scale_rewards: int = _may_be_zero(1)
     temperature: float = 1.0
-    max_new_tokens: int = 96  # fits the longest correct trace (see longest_trace_tokens)
+    max_new_tokens: int = 104  # fits the longest correct trace (see longest_trace_tokens)
     # report
     eval_batch: int = 16
     # held-out samples of the image-reliance check (grit_fast.eval.image_reliance)
@@ -82,10 +87,20 @@ class DemoSettings:
                 "the image-reliance check pairs held-out samples: demo settings reliance and n_eval "
                 f"must both be >= 2, got reliance={size.reliance}, n_eval={size.n_eval}"
             )
+        if size.base_eval < 2:
+            raise ConfigError(
+                "the other-image IoU pairs held-out samples: demo setting base_eval must be >= 2, "
+                f"got {size.base_eval}"
+            )
         if size.image_size % 28:
             raise ConfigError(
-                f"demo setting image_size must be a multiple of 28 (Qwen2.5-VL's patch 14 x merge 2), "
-                f"got {size.image_size}"
+                f"demo setting image_size must be a multiple of 28 (InternVL's patch 14 x pixel "
+                f"shuffle 2), got {size.image_size}"
+            )
+        if size.base_mix >= 1:
+            raise ConfigError(
+                f"demo setting base_mix is the share of base-stage examples in the warm start and "
+                f"must be < 1, got {size.base_mix}"
             )
         return size
 
@@ -94,9 +109,12 @@ SIZES: dict[str, DemoSettings] = {
     "full": DemoSettings(),
     "small": DemoSettings(
         n_train=6,
+        n_base=4,
         n_eval=4,
+        base_eval=4,
         hidden_size=32,
         num_layers=1,
+        base_steps=2,
         warm_steps=2,
         warm_batch=2,
         warm_negatives=256,

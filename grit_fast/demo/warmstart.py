@@ -139,11 +139,13 @@ def warm_start(
     trace: Callable[[Any], str],
     settings: WarmStartSettings = WarmStartSettings(),
     progress: bool = True,
+    desc: str = "warm start",
 ) -> list[float]:
     """Fine-tune ``model`` in place on ``(prompt, trace(record))`` pairs; returns the loss per step.
 
     ``records``: :class:`grit_fast.data.GritRecord` (question, image); ``trace(record)`` gives the
-    target completion. Images are loaded once. The model is left in eval mode.
+    target completion. Images are loaded once. The model is left in eval mode. ``desc`` labels the
+    progress bar.
     """
     if not records:
         raise ValueError("warm start needs at least one training record")
@@ -161,7 +163,7 @@ def warm_start(
     order: list[int] = []
     losses: list[float] = []
     model.train()
-    bar = tqdm(range(settings.steps), desc="warm start", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(range(settings.steps), desc=desc, disable=not progress, dynamic_ncols=True)
     for _ in bar:
         batch = []
         while len(batch) < settings.batch_size:

@@ -21,6 +21,7 @@ from grit_fast.demo.run import (  # noqa: E402
     data_spec,
     longest_trace_tokens,
     trainer_config,
+    warm_start_records,
 )
 from grit_fast.demo.settings import SIZES, DemoSettings  # noqa: E402
 
@@ -54,6 +55,12 @@ def test_metrics_json_has_both_models_with_intervals(demo_dir):
     assert report["grpo_config"]["reward_preset"] == "official"
     assert report["grpo_config"]["max_steps"] == SMALL.rl_steps
     assert report["warm_start_loss"]["steps"] == SMALL.warm_steps
+    assert report["base_stage_loss"]["steps"] == SMALL.base_steps
+    base = report["base_stage"]
+    assert base["n"] == SMALL.base_eval
+    for name in METRICS:
+        mean, (lo, hi) = base[name]["mean"], base[name]["ci95"]
+        assert _finite(mean) and lo - 1e-9 <= mean <= hi + 1e-9, (name, base[name])
     assert all(_finite(v) and v >= 0 for v in report["seconds"].values())
     assert report["size"]["n_train"] == SMALL.n_train
     reliance = report["image_reliance"]
@@ -90,14 +97,23 @@ def test_pictures_open_with_their_expected_shape(demo_dir):
 
 
 def test_predictions_of_both_models_and_summary(demo_dir):
-    for name in ("eval_warmstart", "eval_grpo"):
+    for name, n in (
+        ("eval_base", SMALL.base_eval),
+        ("eval_warmstart", SMALL.n_eval),
+        ("eval_grpo", SMALL.n_eval),
+    ):
         rows = [
             json.loads(x)
             for x in (demo_dir / name / "predictions.jsonl").read_text().split("\n")
             if x
         ]
-        assert [r["index"] for r in rows] == list(range(SMALL.n_eval))
+        assert [r["index"] for r in rows] == list(range(n))
         assert all("reward_total" in r and "format" in r for r in rows)
+    base = [
+        json.loads(x) for x in (demo_dir / "data" / "base" / "train.jsonl").read_text().splitlines()
+    ]
+    # the base stage asks only counting questions whose shape is there once
+    assert {(r["task"], r["answer"], len(r["bboxs"])) for r in base} == {("count", "1", 1)}
     summary = (demo_dir / "summary.txt").read_text()
     for label, _, _ in METRICS.values():
         assert label in summary
@@ -140,6 +156,21 @@ def test_bad_settings_name_the_key(capsys):
         DemoSettings().with_overrides({"reliance": 1})
     with pytest.raises(ValueError, match="reliance=128, n_eval=1"):
         DemoSettings().with_overrides({"n_eval": 1})
+    with pytest.raises(ValueError, match="base_eval must be >= 2, got 1"):
+        DemoSettings().with_overrides({"base_eval": 1})
+    with pytest.raises(ValueError, match=r"base_mix .* must be < 1, got 1\.0"):
+        DemoSettings().with_overrides({"base_mix": 1})
+    assert DemoSettings().with_overrides({"base_steps": 0, "base_mix": 0}).base_steps == 0
+
+
+def test_warm_start_keeps_the_base_share():
+    train, base = list(range(30)), list(range(100, 200))
+    mixed = warm_start_records(train, base, 0.25)
+    assert mixed[:30] == train and mixed[30:] == base[:10]  # 10 of 40 = 0.25
+    assert warm_start_records(train, base, 0.0) == train
+    assert warm_start_records(train, base[:5], 0.5) == train + base[:5]  # as many as there are
+    with pytest.raises(ValueError, match=r"\[0, 1\), got 1"):
+        warm_start_records(train, base, 1)
 
 
 def test_scale_rewards_reaches_the_trainer_config(tmp_path):
@@ -159,8 +190,7 @@ def test_full_generation_budget_fits_the_longest_correct_trace():
 
     full = SIZES["full"]
     model, processor = build_model(full.with_overrides({"hidden_size": 32, "num_layers": 1}), 0)
-    pixels = full.image_size**2
-    adapter = adapter_for(model, processor, pixels, pixels)
+    adapter = adapter_for(model, processor)
     need = longest_trace_tokens(data_spec(full), adapter, processor.tokenizer)
     assert 80 < need <= full.max_new_tokens  # four boxes of 3-digit coordinates, end of turn
 
@@ -168,27 +198,12 @@ def test_full_generation_budget_fits_the_longest_correct_trace():
 def test_rope_theta_reaches_the_text_decoder():
     size = DemoSettings(hidden_size=32, num_layers=1, image_size=56)
     assert size.rope_theta == 10.0
-    qwen, _ = build_model(size.with_overrides({"rope_theta": 1e6}), seed=0)
+    large, _ = build_model(size.with_overrides({"rope_theta": 1e6}), seed=0)
     ten, _ = build_model(size, seed=0)
     head = 32 // 4
-    for model, theta in ((qwen, 1e6), (ten, 10.0)):
+    for model, theta in ((large, 1e6), (ten, 10.0)):
         expected = 1.0 / theta ** (torch.arange(0, head, 2, dtype=torch.float32) / head)
         torch.testing.assert_close(model.model.language_model.rotary_emb.inv_freq, expected)
-
-
-def test_merger_init_scales_only_the_image_token_output_layer():
-    size = DemoSettings(hidden_size=32, num_layers=1, image_size=56)
-    assert size.merger_init == 1.0  # the default init
-    plain, _ = build_model(size, seed=0)
-    small, _ = build_model(size.with_overrides({"merger_init": 0.02}), seed=0)
-    scaled = 0
-    for (name, a), (_, b) in zip(plain.named_parameters(), small.named_parameters(), strict=True):
-        if name.startswith("model.visual.merger.mlp.2."):
-            torch.testing.assert_close(b, a * 0.02)
-            scaled += 1
-        else:
-            assert torch.equal(a, b), name
-    assert scaled == 2  # weight and bias
 
 
 def test_sft_loss_is_cross_entropy_of_completion_tokens_only():
@@ -198,7 +213,7 @@ def test_sft_loss_is_cross_entropy_of_completion_tokens_only():
 
     size = DemoSettings(hidden_size=32, image_size=56)
     model, processor = build_model(size, seed=0)
-    adapter = adapter_for(model, processor, 56 * 56, 56 * 56)
+    adapter = adapter_for(model, processor)
     images = [Image.new("RGB", (56, 56), (200, 30, 30)), Image.new("RGB", (56, 56), (20, 30, 230))]
     questions = ["How many red circles are there?", "Is the red square left of the blue circle?"]
     completions = ["<think> red circle [1,2,30,40] </think> <answer> 1", "<answer> no"]
@@ -208,13 +223,10 @@ def test_sft_loss_is_cross_entropy_of_completion_tokens_only():
     prompts = adapter.encode(questions, images)
     ids, mask = completion_batch(adapter, completions)
     assert ids[1, int(mask[1].sum()) - 1] == adapter.tokenizer.convert_tokens_to_ids("<|im_end|>")
-    types = prompts["mm_token_type_ids"]
     full = model(
         input_ids=torch.cat([prompts["input_ids"], ids], 1),
         attention_mask=torch.cat([prompts["attention_mask"], mask.long()], 1),
-        mm_token_type_ids=torch.cat([types, types.new_zeros(ids.shape)], 1),
         pixel_values=prompts["pixel_values"],
-        image_grid_thw=prompts["image_grid_thw"],
     ).logits
     p = prompts["input_ids"].shape[1]
     logits = full[:, p - 1 : p - 1 + ids.shape[1]]
