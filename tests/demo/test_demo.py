@@ -288,6 +288,22 @@ def test_other_image_iou_scores_boxes_against_the_next_grounded_image():
     np.testing.assert_allclose(per_sample(scored)["own_minus_other_iou"], [1.0, np.nan, 0.5, 0.75])
 
 
+def test_stage_report_one_model_with_intervals():
+    from grit_fast.demo.report import stage_report
+
+    n = 40
+    records = _records([1.0] * 10 + [0.0] * 30, [0.5] * (n - 1) + [None], [2.0] * n)
+    report = stage_report(records, resamples=500, seed=0)
+    assert report["n"] == n
+    acc = report["answer_accuracy"]
+    assert acc["mean"] == 25.0 and 10 < acc["ci95"][0] < 25 < acc["ci95"][1] < 45
+    iou = report["grounding_iou"]
+    assert iou["n"] == n - 1 and iou["mean"] == 0.5 and iou["ci95"] == pytest.approx([0.5, 0.5])
+    assert report["mean_reward"]["ci95"] == pytest.approx([2.0, 2.0])
+    with pytest.raises(ValueError, match="non-empty"):
+        stage_report([])
+
+
 def test_bootstrap_report_paired_intervals():
     n = 40
     warm = _records([0.0] * n, [0.1] * (n - 1) + [None], [1.0 + 0.01 * i for i in range(n)])
