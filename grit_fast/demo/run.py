@@ -12,7 +12,7 @@ The whole mission with nothing to download, top to bottom:
                  fine-tuning baseline, with a share of base-stage examples kept in so the skill stays;
 4. evaluate    - each stage's model on its held-out split, greedy (:func:`grit_fast.eval.evaluation`),
                  and how much the warm start's held-out traces rely on the image
-                 (:func:`grit_fast.image_reliance.image_reliance`, ``reliance`` samples);
+                 (:func:`grit_fast.eval.image_reliance.image_reliance`, ``reliance`` samples);
 5. GRPO-GR     - :class:`grit_fast.train.trainer.GritTrainer`, the code path of ``grit-fast train``, with
                  the ``official`` reward preset and the rule judge, on the GRIT train split;
 6. evaluate    - the GRPO-GR model on the same held-out split, and its image reliance;
