@@ -62,9 +62,9 @@ def build_model(size: DemoSettings, seed: int) -> tuple[Any, Any]:
     and unlearning that costs many warm-start steps.
 
     ``rope_theta`` is the text decoder's rotary base. Qwen2.5's 1e6 suits 32k-token contexts; with
-    this model's 16-wide heads it turns neighbouring tokens by at most 0.003 radians in the slowest
-    sections, so attention can hardly tell nearby positions apart. At 10, the default here, the
-    slowest turns 0.13 radians a token (rope base 1e4 grounds worse: docs/demo.md).
+    this model's 16-wide heads, half of each head's rotary pairs then turn by at most 0.001 radians
+    a token, so across the 16 image tokens they can hardly tell positions apart. At 10, the default
+    here, the slowest pair turns 0.13 radians a token (rope base 1e4 grounds worse: docs/demo.md).
     """
     import torch
     from transformers import InternVLForConditionalGeneration
