@@ -119,6 +119,18 @@ def _interval(values: np.ndarray, scale: float) -> list[float]:
     return [float(lo) * scale, float(hi) * scale]
 
 
+def _resampling(n: int, resamples: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Bootstrap indices (resamples, n) drawn with ``seed``, and the report's header for them."""
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    return idx, {"n": n, "resamples": resamples, "interval": "95% percentile bootstrap"}
+
+
+def _point_and_resamples(values: np.ndarray, idx: np.ndarray) -> tuple[float, np.ndarray]:
+    """The mean of ``values`` ignoring NaN, and its mean over each resample in ``idx``."""
+    point = float(_nanmean_rows(values, np.arange(len(values))[None, :])[0])
+    return point, _nanmean_rows(values, idx)
+
+
 def bootstrap_report(
     warm: Sequence[Mapping[str, Any]],
     grpo: Sequence[Mapping[str, Any]],
@@ -134,13 +146,9 @@ def bootstrap_report(
         if (a.get("index"), a.get("question")) != (b.get("index"), b.get("question")):
             raise ValueError(f"held-out record {i}: the two prediction files are not aligned")
     a, b = per_sample(warm), per_sample(grpo)
-    n = len(warm)
-    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    out: dict[str, Any] = {"n": n, "resamples": resamples, "interval": "95% percentile bootstrap"}
+    idx, out = _resampling(len(warm), resamples, seed)
     for name, (_, scale, _) in METRICS.items():
-        full = np.arange(n)[None, :]
-        wa, wb = _nanmean_rows(a[name], idx), _nanmean_rows(b[name], idx)
-        point_a, point_b = (float(_nanmean_rows(v[name], full)[0]) for v in (a, b))
+        (point_a, wa), (point_b, wb) = (_point_and_resamples(v[name], idx) for v in (a, b))
         diff = wb - wa
 
         warm_ci, grpo_ci, diff_ci = (_interval(v, scale) for v in (wa, wb, diff))
@@ -163,15 +171,13 @@ def stage_report(
     if not records:
         raise ValueError("need a non-empty held-out set")
     values = per_sample(records)
-    n = len(records)
-    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    out: dict[str, Any] = {"n": n, "resamples": resamples, "interval": "95% percentile bootstrap"}
+    idx, out = _resampling(len(records), resamples, seed)
     for name, (_, scale, _) in METRICS.items():
-        point = float(_nanmean_rows(values[name], np.arange(n)[None, :])[0])
+        point, means = _point_and_resamples(values[name], idx)
         out[name] = {
             "n": int(np.sum(~np.isnan(values[name]))),
             "mean": point * scale,
-            "ci95": _interval(_nanmean_rows(values[name], idx), scale),
+            "ci95": _interval(means, scale),
         }
     return out
 
