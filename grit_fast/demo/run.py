@@ -196,14 +196,16 @@ def run_demo(
     paths = make_dataset(
         out / "data", n_train=size.n_train, n_eval=size.n_eval, seed=seed, spec=spec
     )
-    base_paths = make_dataset(
-        out / "data" / "base",
-        n_train=size.n_base,
-        n_eval=size.base_eval,
-        seed=seed + BASE_SEED_OFFSET,
-        spec=base_spec(size),
-    )
-    train, base_train = load_grit_jsonl(paths["train"]), load_grit_jsonl(base_paths["train"])
+    train, base_train, base_paths = load_grit_jsonl(paths["train"]), [], None
+    if size.base_steps or size.base_mix:  # without either, nothing reads the base-stage data
+        base_paths = make_dataset(
+            out / "data" / "base",
+            n_train=size.n_base,
+            n_eval=size.base_eval,
+            seed=seed + BASE_SEED_OFFSET,
+            spec=base_spec(size),
+        )
+        base_train = load_grit_jsonl(base_paths["train"])
     clock["data"] = time.perf_counter() - t0
 
     model, processor = build_model(size, seed)

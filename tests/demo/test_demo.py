@@ -132,6 +132,20 @@ def test_same_seed_same_report(demo_dir, tmp_path):
     assert a == b
 
 
+def test_without_a_base_stage_no_base_data(tmp_path):
+    argv = ["demo", "--out", str(tmp_path), "--size", "small", "--seed", "1"]
+    assert main([*argv, "--set", "base_steps=0", "--set", "base_mix=0"]) == 0
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert "base_stage" not in report and "base_stage_loss" not in report
+    assert report["warm_start_loss"]["steps"] == SMALL.warm_steps
+    assert (tmp_path / "data" / "train.jsonl").is_file()
+    assert not (tmp_path / "data" / "base").exists() and not (tmp_path / "eval_base").exists()
+    # a base-stage share alone still needs the base-stage data, and no base stage is reported
+    assert main([*argv, "--set", "base_steps=0", "--set", "base_mix=0.5"]) == 0
+    assert (tmp_path / "data" / "base" / "train.jsonl").is_file()
+    assert "base_stage" not in json.loads((tmp_path / "metrics.json").read_text())
+
+
 def test_bad_settings_name_the_key(capsys):
     with pytest.raises(ValueError, match="unknown demo setting"):
         DemoSettings().with_overrides({"rl_stepz": 3})
